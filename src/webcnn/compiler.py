@@ -1,0 +1,38 @@
+"""The whole pipeline: import -> optimize -> lower -> plan -> bundle."""
+from __future__ import annotations
+
+from . import bundle as bundle_mod
+from . import plan
+from .errors import WebcnnError
+from .importer import import_onnx, load_model
+from .lower import lower
+from .optimize import optimize
+
+DEFAULT_MAX_TEXTURE_SIZE = 4096
+DEFAULT_TILE_FLOPS = 8e6
+
+
+def compile(model, example_input=None, input_shapes=None, *, max_texture_size=DEFAULT_MAX_TEXTURE_SIZE,
+            max_tile_flops=DEFAULT_TILE_FLOPS, debug_tensors=False, out_dir=None) -> bundle_mod.Bundle:
+    """Compile an onnx.ModelProto, a .onnx path or a torch.nn.Module (+ example input) into a Bundle.
+
+    debug_tensors keeps every intermediate tensor readable (no texture sharing), for per-layer verification.
+    """
+    proto = load_model(model, example_input)
+    graph = optimize(import_onnx(proto, input_shapes))
+    if not graph.nodes:
+        raise WebcnnError("the model has no operations left to run after optimisation")
+    lw = lower(graph, max_texture_size)
+    keep = list(graph.outputs)
+    if debug_tensors:
+        keep += [n for node in graph.nodes for n in node.outputs if n in lw.views and n not in keep]
+    # Outputs and debug tensors need their own texture to outlive the run.
+    pinned = {p.id for n in keep for p in lw.views[n].parts if hasattr(p, "id")}
+    textures = plan.assign_textures(lw, pinned, reuse=not debug_tensors)
+    pass_tiles = [plan.tiles(p.output, p.flops_per_texel, max_tile_flops) for p in lw.passes]
+    info = {"opset": graph.opset, "producer": proto.producer_name or "", "maxTextureSize": max_texture_size}
+    result = bundle_mod.build(graph, lw, textures, pass_tiles, info,
+                              debug_tensors=[n for n in keep if n not in graph.outputs])
+    if out_dir is not None:
+        result.save(out_dir)
+    return result

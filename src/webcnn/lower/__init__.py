@@ -1,0 +1,116 @@
+"""lower: every op becomes GPU passes with GLSL ES 3.00 fragment shaders, shapes baked in as constants."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import UnsupportedError, WebcnnError
+from ..ir import Graph, Node, chw
+from .activations import ACTIVATIONS, activation_glsl
+from .core import Pass, Storage, View, Weight, fetch_function, grid, render, weight_from_chw
+
+
+class Lowering:
+    def __init__(self, graph: Graph, max_texture_size: int):
+        self.g = graph
+        self.max_size = max_texture_size
+        self.views: dict[str, View] = {}
+        self.storages: list[Storage] = []
+        self.weights: list[Weight] = []
+        self.passes: list[Pass] = []
+
+    # -- views and storages
+    def new_storage(self, channels: int, height: int, width: int) -> Storage:
+        slices = math.ceil(channels / 4)
+        cols, rows = grid(slices, height, width, self.max_size)
+        st = Storage(slices, height, width, cols, rows, id=len(self.storages))
+        self.storages.append(st)
+        return st
+
+    def output_view(self, name: str) -> View:
+        c, h, w = chw(self.g.shape(name))
+        view = View(c, h, w, [self.new_storage(c, h, w)])
+        self.views[name] = view
+        return view
+
+    def view(self, node: Node, name: str) -> View:
+        if name in self.views:
+            return self.views[name]
+        if self.g.is_const(name):
+            raise UnsupportedError(node, f"input '{name}' is a constant where a computed tensor is expected", "")
+        raise WebcnnError(f"internal: tensor '{name}' used before it is computed")
+
+    def add_weight(self, weight: Weight) -> Weight:
+        self.weights.append(weight)
+        return weight
+
+    def const_view(self, name: str, array: np.ndarray) -> View:
+        c, h, w = array.shape
+        return View(c, h, w, [self.add_weight(weight_from_chw(name, array, self.max_size))])
+
+    # -- passes
+    def emit(self, node: Node, body: str, inputs: dict, out: View, flops_per_texel: float,
+             extra_functions=(), samplers=(), epilogue: bool = True) -> None:
+        """inputs: GLSL fetch function name -> View. `samplers` are extra (name, Weight) pairs."""
+        functions, all_samplers = list(extra_functions), list(samplers)
+        read_texels = 0
+        for k, (fn, view) in enumerate(inputs.items()):
+            src, s = fetch_function(fn, view, f"u_{fn}")
+            functions.append(src)
+            all_samplers += s
+        tail = ""
+        if epilogue:
+            for step in node.epilogue:
+                if step[0] == "add":
+                    src, s = fetch_function("RESIDUAL", self.view(node, step[1]), "u_res")
+                    functions.append(src)
+                    all_samplers += s
+                    tail += "  v += RESIDUAL(t, oy, ox);\n"
+                else:
+                    tail += activation_glsl(node, step[1], step[2])
+        (st,) = out.parts
+        source = render(functions, all_samplers, body, st, out.channels, tail)
+        self.passes.append(Pass(node.name, node.op, source, all_samplers, st, flops_per_texel,
+                                bytes_per_texel=16.0 * (1 + len(inputs))))
+
+
+def lower(graph: Graph, max_texture_size: int = 4096) -> Lowering:
+    from . import conv, elementwise, misc, pool, resize  # noqa: F401  (modules register their ops)
+
+    lw = Lowering(graph, max_texture_size)
+    for name in graph.inputs:
+        lw.output_view(name)
+    for node in graph.nodes:
+        fn = OPS.get(node.op)
+        if fn is None:
+            raise UnsupportedError(node, f"op {node.op} has no WebGL lowering", ", ".join(supported_ops()))
+        known = KNOWN_ATTRS.get(node.op)
+        if known is not None:
+            for attr in node.attrs:
+                if attr not in known:
+                    raise UnsupportedError(node, f"attribute '{attr}'", f"{node.op} attributes {sorted(known)}")
+        fn(lw, node)
+    return lw
+
+
+OPS: dict = {}
+KNOWN_ATTRS: dict = {}
+
+
+def register(*ops, attrs=None):
+    def wrap(fn):
+        for op in ops:
+            OPS[op] = fn
+            if attrs is not None:
+                KNOWN_ATTRS[op] = set(attrs)
+        return fn
+    return wrap
+
+
+def supported_ops() -> list[str]:
+    from . import conv, elementwise, misc, pool, resize  # noqa: F401
+    internal = {"ChannelAffine", "Relayout"}
+    folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
+              "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"]
+    return sorted(set(OPS) - internal) + folded

@@ -1,0 +1,158 @@
+"""Conv and ConvTranspose (and Gemm/MatMul heads, canonicalised to 1x1 Conv). One gather loop serves both."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from . import register
+from .core import float_literal, weight_from_texels
+
+CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
+CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
+
+
+def _auto_pad(node):
+    mode = node.attrs.get("auto_pad", "NOTSET")
+    return mode.decode() if isinstance(mode, bytes) else mode
+
+
+def _begin_pads(node, in_hw, out_hw, kernel, strides, dilations, transposed):
+    mode = _auto_pad(node)
+    if mode not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise UnsupportedError(node, f"auto_pad='{mode}'", "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    if mode == "VALID":
+        return [0, 0]
+    if mode == "NOTSET" and not (transposed and "output_shape" in node.attrs):
+        pads = node.attrs.get("pads", [0, 0, 0, 0])
+        return [pads[0], pads[1]]
+    begins = []
+    for i in range(2):
+        extent = (kernel[i] - 1) * dilations[i] + 1
+        if transposed:
+            out_pad = node.attrs.get("output_padding", [0, 0])[i]
+            total = strides[i] * (in_hw[i] - 1) + out_pad + extent - out_hw[i]
+        else:
+            total = max((math.ceil(in_hw[i] / strides[i]) - 1) * strides[i] + extent - in_hw[i], 0)
+        begins.append(total - total // 2 if mode == "SAME_LOWER" else total // 2)
+    return begins
+
+
+@register("Conv", attrs=CONV_ATTRS)
+@register("ConvTranspose", attrs=CONVT_ATTRS)
+def lower_conv(lw, node):
+    g = lw.g
+    transposed = node.op == "ConvTranspose"
+    x_name, w_name = node.inputs[0], node.inputs[1]
+    x_shape, out_shape = g.shape(x_name), g.shape(node.outputs[0])
+    head = node.attrs.get("head", False)
+    if not head and (len(x_shape) != 4 or x_shape[0] != 1):
+        raise UnsupportedError(node, f"input shape {list(x_shape)}", "2-D convolution on NCHW input with batch 1")
+    weight = g.const(w_name)
+    if weight is None:
+        raise UnsupportedError(node, "the weight is not a constant", "constant weights")
+    if weight.ndim != 4:
+        raise UnsupportedError(node, f"weight of rank {weight.ndim} (shape {list(weight.shape)})",
+                               "rank-4 weights [Cout, Cin/group, kH, kW] for 2-D convolution")
+    group = node.attrs.get("group", 1)
+    weight = weight.astype(np.float32)
+    if transposed:
+        cin, cout_g = weight.shape[0], weight.shape[1]
+        cin_g = cin // group
+        # [Cin, Cout/g, kh, kw] -> [Cout, Cin/g, kh, kw], so both directions share one weight layout.
+        weight = weight.reshape(group, cin_g, cout_g, *weight.shape[2:]).transpose(0, 2, 1, 3, 4)
+        weight = weight.reshape(group * cout_g, cin_g, *weight.shape[3:])
+    cout, cin_g, kh, kw = weight.shape
+    x = lw.view(node, x_name)
+    cin = x.channels
+    if cin != cin_g * group or cout % group:
+        raise UnsupportedError(node, f"weight shape {list(g.const(w_name).shape)} does not match {cin} input "
+                               f"channels with group={group}", "consistent weight and group")
+    cout_g = cout // group
+    strides = node.attrs.get("strides", [1, 1])
+    dilations = node.attrs.get("dilations", [1, 1])
+    kernel = node.attrs.get("kernel_shape", [kh, kw])
+    if list(kernel) != [kh, kw]:
+        raise UnsupportedError(node, f"kernel_shape {list(kernel)} differs from the weight's {[kh, kw]}", "")
+    out = lw.output_view(node.outputs[0])
+    in_hw, out_hw = (x.height, x.width), (out.height, out.width)
+    pt, pl = _begin_pads(node, in_hw, out_hw, kernel, strides, dilations, transposed)
+
+    bias_data = None
+    if len(node.inputs) > 2 and node.inputs[2]:
+        bias_data = g.const(node.inputs[2])
+        if bias_data is None:
+            raise UnsupportedError(node, "the bias is not a constant", "constant bias")
+        bias_data = bias_data.astype(np.float32).reshape(-1)
+    cout4 = math.ceil(cout / 4)
+    samplers = []
+    if bias_data is not None:
+        bias_texels = np.zeros((1, cout4 * 4), np.float32)
+        bias_texels[0, :cout] = bias_data
+        bias = lw.add_weight(weight_from_texels(node.name + "/bias", bias_texels.reshape(1, cout4, 4), lw.max_size))
+        samplers.append(("u_bias", bias))
+        init = "  vec4 acc = texelFetch(u_bias, ivec2(t, 0), 0);\n"
+    else:
+        init = "  vec4 acc = vec4(0.0);\n"
+
+    kk = kh * kw
+    if transposed:
+        spatial_y = (f"    int ny = oy + {pt} - ky * {dilations[0]};\n"
+                     f"    if (ny < 0 || ny % {strides[0]} != 0) continue;\n"
+                     f"    int iy = ny / {strides[0]};\n    if (iy >= {x.height}) continue;\n")
+        spatial_x = (f"      int nx = ox + {pl} - kx * {dilations[1]};\n"
+                     f"      if (nx < 0 || nx % {strides[1]} != 0) continue;\n"
+                     f"      int ix = nx / {strides[1]};\n      if (ix >= {x.width}) continue;\n")
+    else:
+        spatial_y = (f"    int iy = oy * {strides[0]} - {pt} + ky * {dilations[0]};\n"
+                     f"    if (iy < 0 || iy >= {x.height}) continue;\n")
+        spatial_x = (f"      int ix = ox * {strides[1]} - {pl} + kx * {dilations[1]};\n"
+                     f"      if (ix < 0 || ix >= {x.width}) continue;\n")
+    loops = (f"  for (int ky = 0; ky < {kh}; ++ky) {{\n" + spatial_y +
+             f"    for (int kx = 0; kx < {kw}; ++kx) {{\n" + spatial_x +
+             f"      int k = ky * {kw} + kx;\n")
+    close = "    }\n  }\n"
+
+    if group == 1 or (cin_g % 4 == 0 and cout_g % 4 == 0):
+        kind = "dense"
+        cin4 = math.ceil(cin_g / 4)
+        texels = np.zeros((cout4 * 4, cin4 * 4, kh, kw), np.float32)
+        texels[:cout, :cin_g] = weight
+        # texel (ci, t*kk + k) holds the 4 output channels of slice t for input channel ci
+        texels = texels.reshape(cout4, 4, cin4 * 4, kk).transpose(0, 3, 2, 1).reshape(cout4 * kk, cin4 * 4, 4)
+        group_base = "0" if group == 1 else f"((t * 4) / {cout_g}) * {cin_g // 4}"
+        inner = (f"      int wy = t * {kk} + k;\n"
+                 f"      for (int c = 0; c < {cin4}; ++c) {{\n"
+                 f"        vec4 xv = X(g0 + c, iy, ix);\n"
+                 f"        acc += mat4(texelFetch(u_w, ivec2(4 * c, wy), 0), texelFetch(u_w, ivec2(4 * c + 1, wy), 0),\n"
+                 f"                    texelFetch(u_w, ivec2(4 * c + 2, wy), 0), texelFetch(u_w, ivec2(4 * c + 3, wy), 0)) * xv;\n"
+                 f"      }}\n")
+        body = init + f"  int g0 = {group_base};\n" + loops + inner + close + "  v = acc;\n"
+        flops = 2.0 * 4 * cin_g * kk
+    elif cin_g == 1 and cout_g == 1:
+        kind = "depthwise"
+        texels = np.zeros((cout4 * 4, kk), np.float32)
+        texels[:cout] = weight.reshape(cout, kk)
+        texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
+        body = init + loops + "      acc += X(t, iy, ix) * texelFetch(u_w, ivec2(k, t), 0);\n" + close + "  v = acc;\n"
+        flops = 2.0 * 4 * kk
+    else:
+        kind = "grouped"
+        texels = np.zeros((cout4 * 4, cin_g * kk), np.float32)
+        texels[:cout] = weight.reshape(cout, cin_g * kk)
+        texels = texels.reshape(cout4, 4, cin_g * kk).transpose(0, 2, 1)  # texel (icg*kk + k, t)
+        lanes = ""
+        for lane in range(4):
+            lanes += (f"      if (t * 4 + {lane} < {cout}) {{\n"
+                      f"        int base = ((t * 4 + {lane}) / {cout_g}) * {cin_g};\n"
+                      f"        for (int i = 0; i < {cin_g}; ++i) {{\n"
+                      f"          int ic = base + i;\n"
+                      f"          acc[{lane}] += X(ic / 4, iy, ix)[ic % 4] * texelFetch(u_w, ivec2(i * {kk} + k, t), 0)[{lane}];\n"
+                      f"        }}\n      }}\n")
+        body = init + loops + lanes + close + "  v = acc;\n"
+        flops = 2.0 * 4 * cin_g * kk
+    w = lw.add_weight(weight_from_texels(node.name + "/weight", texels, lw.max_size))
+    samplers.insert(0, ("u_w", w))
+    lw.emit(node, body, {"X": x}, out, flops, samplers=samplers)
+    lw.passes[-1].op = f"{node.op}:{kind}"

@@ -1,0 +1,156 @@
+"""What lowering produces: storages (activation textures), weights, views over them, and passes with GLSL."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import WebcnnError
+
+
+def grid(slices: int, height: int, width: int, max_size: int) -> tuple[int, int]:
+    """Lay `slices` HxW tiles out as a cols x rows grid that fits max_size; stack vertically first."""
+    if height > max_size or width > max_size:
+        raise WebcnnError(f"a {height}x{width} feature map exceeds the texture size limit {max_size}; "
+                          "compile with a smaller input size or a larger --max-texture-size")
+    per_column = max_size // height
+    cols = math.ceil(slices / per_column)
+    rows = math.ceil(slices / cols)
+    if cols * width > max_size:
+        raise WebcnnError(f"a tensor of {slices * 4} channels at {height}x{width} does not fit in "
+                          f"{max_size}x{max_size} textures; compile with a smaller input size")
+    return cols, rows
+
+
+@dataclass(eq=False)
+class Part:
+    """A texture holding `slices` RGBA slices of HxW, laid out cols x rows."""
+    slices: int
+    height: int
+    width: int
+    cols: int
+    rows: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.cols * self.width, self.rows * self.height
+
+
+@dataclass(eq=False)
+class Storage(Part):
+    """An activation texture region, written by one pass; physical textures are assigned by the planner."""
+    id: int = -1
+    texture: int = -1
+
+
+@dataclass(eq=False)
+class Weight(Part):
+    name: str = ""
+    data: np.ndarray = None  # float32 [height*rows, width*cols, 4]
+
+
+@dataclass(eq=False)
+class View:
+    """A tensor as channels x height x width over one or more parts concatenated along channels."""
+    channels: int
+    height: int
+    width: int
+    parts: list
+
+    @property
+    def slices(self) -> int:
+        return math.ceil(self.channels / 4)
+
+
+@dataclass(eq=False)
+class Pass:
+    node: str
+    op: str
+    source: str
+    samplers: list  # [(uniform name, Part)]
+    output: Storage
+    flops_per_texel: float
+    bytes_per_texel: float
+
+
+def weight_from_chw(name: str, array: np.ndarray, max_size: int) -> Weight:
+    """Pack a [C, H, W] constant into the same grid layout as activations."""
+    c, h, w = array.shape
+    slices = math.ceil(c / 4)
+    cols, rows = grid(slices, h, w, max_size)
+    texels = np.zeros((rows * h, cols * w, 4), np.float32)
+    padded = np.zeros((slices * 4, h, w), np.float32)
+    padded[:c] = array
+    for s in range(slices):
+        y0, x0 = (s // cols) * h, (s % cols) * w
+        texels[y0:y0 + h, x0:x0 + w, :] = padded[s * 4:s * 4 + 4].transpose(1, 2, 0)
+    return Weight(slices, h, w, cols, rows, name=name, data=texels)
+
+
+def weight_from_texels(name: str, texels: np.ndarray, max_size: int) -> Weight:
+    """A plain texture of RGBA texels [height, width, 4], fetched by explicit coordinates."""
+    h, w, _ = texels.shape
+    if h > max_size or w > max_size:
+        raise WebcnnError(f"weight '{name}' needs a {w}x{h} texture, over the limit {max_size}; "
+                          "this layer is too large for webcnn")
+    return Weight(1, h, w, 1, 1, name=name, data=np.ascontiguousarray(texels, np.float32))
+
+
+def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]:
+    """GLSL `vec4 fn(int s, int y, int x)` reading slice s of a view; returns (source, samplers)."""
+    lines = [f"vec4 {fn}(int s, int y, int x) {{"]
+    samplers = []
+    for k, part in enumerate(view.parts):
+        u = f"{sampler_prefix}{k}"
+        samplers.append((u, part))
+        if part.cols == 1:
+            coord = f"ivec2(x, s * {part.height} + y)"
+        else:
+            coord = f"ivec2((s % {part.cols}) * {part.width} + x, (s / {part.cols}) * {part.height} + y)"
+        fetch = f"texelFetch({u}, {coord}, 0)"
+        if k == len(view.parts) - 1:
+            lines.append(f"  return {fetch};")
+        else:
+            lines.append(f"  if (s < {part.slices}) return {fetch};")
+            lines.append(f"  s -= {part.slices};")
+    lines.append("}")
+    return "\n".join(lines), samplers
+
+
+def float_literal(x: float) -> str:
+    x = float(x)
+    if math.isinf(x):
+        return "3.4e38" if x > 0 else "-3.4e38"
+    if math.isnan(x):
+        raise WebcnnError("a NaN constant cannot be baked into a shader")
+    r = repr(np.float32(x).item())
+    return r if ("." in r or "e" in r) else r + ".0"
+
+
+def vec4_literal(values) -> str:
+    return "vec4(" + ", ".join(float_literal(v) for v in values) + ")"
+
+
+HEADER = """#version 300 es
+precision highp float;
+precision highp int;
+precision highp sampler2D;
+out vec4 outColor;
+"""
+
+
+def render(functions: list[str], samplers: list, body: str, out: Storage, channels: int, epilogue: str = "") -> str:
+    """Assemble a fragment shader: decode (t, oy, ox) of the output texel, run the body, mask padding lanes."""
+    decls = "".join(f"uniform sampler2D {u};\n" for u, _ in samplers)
+    if out.cols == 1:
+        decode = (f"  int t = p.y / {out.height}; int oy = p.y - t * {out.height}; int ox = p.x;\n")
+    else:
+        decode = (f"  int t = (p.y / {out.height}) * {out.cols} + p.x / {out.width};\n"
+                  f"  int oy = p.y % {out.height}; int ox = p.x % {out.width};\n")
+    mask = ""
+    if channels % 4:
+        lanes = [1.0 if i < channels % 4 else 0.0 for i in range(4)]
+        mask = f"  if (t == {out.slices - 1}) v *= {vec4_literal(lanes)};\n"
+    return (HEADER + decls + "\n".join(functions) + "\nvoid main() {\n  ivec2 p = ivec2(gl_FragCoord.xy);\n"
+            + decode + "  vec4 v;\n" + body + epilogue + mask + "  outColor = v;\n}\n")

@@ -1,0 +1,108 @@
+"""Unary activations, broadcasting binary ops, Sum/Max/Min/Mean, PRelu and per-channel affine (BatchNorm)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import chw, chw_groups
+from . import register
+from .activations import ACTIVATIONS, activation_glsl
+from .core import float_literal
+
+BINARY = {
+    "Add": "a + b", "Sub": "a - b", "Mul": "a * b", "Div": "a / b",
+    "Max": "max(a, b)", "Min": "min(a, b)", "Sum": "a + b", "Mean": "a + b",
+    "PRelu": "max(a, 0.0) + b * min(a, 0.0)",
+    "Pow": "pow(a, b)",
+}
+
+
+def _operand(lw, node, name, out_shape, fn, const=None):
+    """GLSL expression for operand `name` (or the array `const`) broadcast to the output: (expr, {fn: view})."""
+    g = lw.g
+    const = g.const(name) if const is None else const
+    shape = g.shape(name) if const is None else const.shape
+    if len(shape) > len(out_shape):
+        raise UnsupportedError(node, f"operand '{name}' has higher rank than the output", "")
+    aligned = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    dims = []
+    for group in chw_groups(out_shape):
+        ours = [aligned[a] for a in group]
+        theirs = [out_shape[a] for a in group]
+        if ours == theirs:
+            dims.append(int(np.prod(theirs)) if group else 1)
+        elif all(d == 1 for d in ours):
+            dims.append(1)
+        else:
+            raise UnsupportedError(node, f"broadcasting {list(shape)} to {list(out_shape)}",
+                                   "scalar, per-channel, same-shape and size-1-axis broadcasting")
+    if const is not None:
+        const = const.astype(np.float32)
+        if const.size == 1:
+            return f"vec4({float_literal(const.reshape(-1)[0])})", {}
+        view = lw.const_view(node.name + "/" + name, const.reshape(dims))
+    else:
+        view = lw.view(node, name)
+        if (view.channels, view.height, view.width) != tuple(dims):
+            raise UnsupportedError(node, f"broadcasting {list(shape)} to {list(out_shape)} across the batch axis",
+                                   "batch-1 broadcasting")
+    c, h, w = dims
+    out_c = chw(out_shape)[0]
+    expr = f"{fn}({'0' if c == 1 else 't'}, {'0' if h == 1 else 'oy'}, {'0' if w == 1 else 'ox'})"
+    if c == 1 and out_c > 1:
+        expr += ".xxxx"
+    return expr, {fn: view}
+
+
+@register("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow", attrs=[])
+def lower_nary(lw, node):
+    g = lw.g
+    out_shape = g.shape(node.outputs[0])
+    names = [n for n in node.inputs if n]
+    if all(g.is_const(n) for n in names):
+        raise UnsupportedError(node, "all operands are constant", "")
+    inputs, exprs = {}, []
+    for k, name in enumerate(names):
+        expr, views = _operand(lw, node, name, out_shape, f"X{k}")
+        inputs.update(views)
+        exprs.append(expr)
+    out = lw.output_view(node.outputs[0])
+    template = BINARY[node.op]
+    body = f"  vec4 a = {exprs[0]};\n"
+    for e in exprs[1:]:
+        body += f"  {{ vec4 b = {e}; a = {template}; }}\n"
+    if node.op == "Mean":
+        body += f"  a /= {float(len(exprs))};\n"
+    lw.emit(node, body + "  v = a;\n", inputs, out, float(4 * len(exprs)))
+
+
+@register(*ACTIVATIONS)
+def lower_unary(lw, node):
+    from ..optimize import activation_attrs
+    known = set(ACTIVATIONS[node.op][0])
+    for attr in node.attrs:
+        if attr not in known:
+            raise UnsupportedError(node, f"attribute '{attr}'", f"{node.op} attributes {sorted(known)}")
+    if node.op == "Clip" and any(n and not lw.g.is_const(n) for n in node.inputs[1:]):
+        raise UnsupportedError(node, "min/max are computed tensors", "constant min and max")
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    body = "  v = X(t, oy, ox);\n" + activation_glsl(node, node.op, activation_attrs(lw.g, node))
+    lw.emit(node, body, {"X": x}, out, 8.0)
+
+
+@register("ChannelAffine", attrs=[])
+def lower_affine(lw, node):
+    """Inference BatchNormalization not folded into a conv: x * scale + shift per channel (axis 1)."""
+    g = lw.g
+    shape = g.shape(node.inputs[0])
+    if shape[0] != 1:
+        raise UnsupportedError(node, f"input shape {list(shape)}", "BatchNormalization on batch-1 input")
+    inputs, exprs = {"X": lw.view(node, node.inputs[0])}, []
+    for fn, name in (("S", node.inputs[1]), ("B", node.inputs[2])):
+        per_channel = g.const(name).reshape((1, -1) + (1,) * (len(shape) - 2))
+        expr, views = _operand(lw, node, name, shape, fn, per_channel)
+        inputs.update(views)
+        exprs.append(expr)
+    out = lw.output_view(node.outputs[0])
+    lw.emit(node, f"  v = X(t, oy, ox) * {exprs[0]} + {exprs[1]};\n", inputs, out, 8.0)

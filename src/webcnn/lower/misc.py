@@ -1,0 +1,223 @@
+"""Concat, Relayout (Reshape/Transpose chains), Pad, Softmax, LRN."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import chw, chw_groups
+from . import register
+from .core import View, float_literal, vec4_literal
+
+MAX_VIRTUAL_PARTS = 8  # a virtual concat costs one sampler per part in every reader
+
+
+def _axis(node, rank, default=0):
+    axis = node.attrs.get("axis", default)
+    return axis + rank if axis < 0 else axis
+
+
+@register("Concat", attrs=["axis"])
+def lower_concat(lw, node):
+    g = lw.g
+    out_shape = g.shape(node.outputs[0])
+    axis = _axis(node, len(out_shape))
+    names = [n for n in node.inputs if n and int(np.prod(g.shape(n))) > 0]
+    groups = chw_groups(out_shape)
+    on_channels = axis in groups[0] and all(out_shape[a] == 1 for a in groups[0] if a < axis)
+    if not on_channels:
+        canon = "height" if axis in groups[1] else "width" if axis in groups[2] else None
+        if canon is None:
+            raise UnsupportedError(node, f"concatenation on axis {axis} of {list(out_shape)}",
+                                   "Concat on the channel axis (or the height/width axis of NCHW)")
+        return _concat_spatial(lw, node, names, canon)
+    views = [lw.const_view(node.name + "/" + n, g.const(n).astype(np.float32).reshape(chw(g.shape(n))))
+             if g.is_const(n) else lw.view(node, n) for n in names]
+    aligned = all(v.channels % 4 == 0 for v in views[:-1])
+    parts = [p for v in views for p in v.parts]
+    if aligned and len(parts) <= MAX_VIRTUAL_PARTS and node.outputs[0] not in g.outputs:
+        # Zero copy: readers fetch each channel slice from the part that holds it.
+        c, h, w = chw(out_shape)
+        lw.views[node.outputs[0]] = View(c, h, w, parts)
+        return
+    if len(parts) > 15:
+        raise UnsupportedError(node, f"{len(parts)} inputs in one concatenation", "at most 15 textures per Concat")
+    out = lw.output_view(node.outputs[0])
+    inputs, body, offset = {}, "", 0
+    for k, view in enumerate(views):
+        inputs[f"X{k}"] = view
+    for lane in range(4):
+        body += f"  {{ int c = t * 4 + {lane};\n"
+        offset = 0
+        for k, view in enumerate(views):
+            body += (f"    {'if' if k == 0 else 'else if'} (c < {offset + view.channels}) "
+                     f"{{ int i = c - {offset}; v[{lane}] = X{k}(i / 4, oy, ox)[i % 4]; }}\n")
+            offset += view.channels
+        body += "  }\n"
+    lw.emit(node, "  v = vec4(0.0);\n" + body, inputs, out, 4.0)
+
+
+def _concat_spatial(lw, node, names, canon):
+    g = lw.g
+    views = [lw.view(node, n) if not g.is_const(n) else
+             lw.const_view(node.name + "/" + n, g.const(n).astype(np.float32).reshape(chw(g.shape(n))))
+             for n in names]
+    out = lw.output_view(node.outputs[0])
+    coord = "oy" if canon == "height" else "ox"
+    body, offset, inputs = "", 0, {}
+    for k, view in enumerate(views):
+        size = view.height if canon == "height" else view.width
+        inputs[f"X{k}"] = view
+        args = "t, oy - {o}, ox".format(o=offset) if canon == "height" else "t, oy, ox - {o}".format(o=offset)
+        body += f"  {'if' if k == 0 else 'else if'} ({coord} < {offset + size}) v = X{k}({args});\n"
+        offset += size
+    lw.emit(node, body, inputs, out, 1.0)
+
+
+def _index_map(node, in_shape, steps):
+    idx = np.arange(int(np.prod(in_shape)), dtype=np.int64).reshape(in_shape)
+    for kind, arg in steps:
+        try:
+            idx = idx.reshape(arg) if kind == "reshape" else idx.transpose(arg)
+        except ValueError as e:
+            raise UnsupportedError(node, f"layout step {kind} {list(arg)} on {list(idx.shape)}: {e}", "") from None
+    return idx
+
+
+@register("Relayout", attrs=["steps"])
+def lower_relayout(lw, node):
+    g = lw.g
+    in_shape, out_shape = g.shape(node.inputs[0]), g.shape(node.outputs[0])
+    x = lw.view(node, node.inputs[0])
+    src = _index_map(node, in_shape, node.attrs["steps"])
+    if tuple(src.shape) != tuple(out_shape):
+        raise UnsupportedError(node, f"layout steps give {list(src.shape)}, expected {list(out_shape)}", "")
+    c, h, w = chw(out_shape)
+    ci, hi, wi = x.channels, x.height, x.width
+    flat = src.reshape(c, h, w)
+    if (c, h, w) == (ci, hi, wi) and np.array_equal(flat.reshape(-1), np.arange(flat.size)):
+        lw.views[node.outputs[0]] = x  # a pure reshape that keeps the texture layout: no pass
+        return
+    if float(flat.size) >= 2 ** 24:
+        raise UnsupportedError(node, "a relayout of more than 16M elements", "smaller tensors")
+    out = lw.output_view(node.outputs[0])
+    src_c = flat // (hi * wi)
+    same_pixel = (h, w) == (hi, wi) and np.array_equal(flat % (hi * wi), np.arange(h * w).reshape(1, h, w).repeat(c, 0))
+    if same_pixel and np.all(src_c == src_c[:, :1, :1]):
+        # A channel permutation such as ShuffleNet's shuffle: a per-channel source table.
+        table = lw.const_view(node.name + "/channels", src_c[:, 0, 0].astype(np.float32).reshape(c, 1, 1))
+        body = "  vec4 src = P(t, 0, 0);\n"
+        for lane in range(4):
+            body += f"  {{ int c = int(src[{lane}]); v[{lane}] = X(c / 4, oy, ox)[c % 4]; }}\n"
+        lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0)
+        return
+    table = lw.const_view(node.name + "/index", flat.astype(np.float32))
+    body = "  vec4 src = I(t, oy, ox);\n"
+    for lane in range(4):
+        body += (f"  {{ int f = int(src[{lane}]); int c = f / {hi * wi}; int r = f - c * {hi * wi};\n"
+                 f"    int y = r / {wi}; v[{lane}] = X(c / 4, y, r - y * {wi})[c % 4]; }}\n")
+    lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0)
+
+
+@register("Pad", attrs=["mode", "pads", "value"])
+def lower_pad(lw, node):
+    g = lw.g
+    shape = g.shape(node.inputs[0])
+    rank = len(shape)
+    mode = node.attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = g.const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    if pads is None:
+        raise UnsupportedError(node, "pads is not a constant", "constant pads")
+    pads = [int(p) for p in pads.reshape(-1)]
+    axes = list(range(rank))
+    if len(node.inputs) > 3 and node.inputs[3]:
+        axes = [int(a) % rank for a in g.const(node.inputs[3]).reshape(-1)]
+    begin, end = [0] * rank, [0] * rank
+    for k, a in enumerate(axes):
+        begin[a], end[a] = pads[k], pads[k + len(axes)]
+    value = 0.0
+    if len(node.inputs) > 2 and node.inputs[2]:
+        const = g.const(node.inputs[2])
+        if const is None:
+            raise UnsupportedError(node, "constant_value is computed", "a constant pad value")
+        value = float(const.reshape(-1)[0]) if const.size else 0.0
+    if rank != 4 or any(begin[:2]) or any(end[:2]):
+        raise UnsupportedError(node, f"padding {pads} of a rank-{rank} tensor", "padding H and W of NCHW tensors")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise UnsupportedError(node, f"mode='{mode}'", "constant, reflect, edge, wrap")
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    body = f"  int iy = oy - {begin[2]}; int ix = ox - {begin[3]};\n"
+    H, W = x.height, x.width
+    if mode == "constant":
+        body += (f"  if (iy < 0 || iy >= {H} || ix < 0 || ix >= {W}) v = vec4({float_literal(value)});\n"
+                 "  else v = X(t, iy, ix);\n")
+    else:
+        for c, n in (("iy", H), ("ix", W)):
+            if mode == "reflect":
+                body += f"  {c} = {c} < 0 ? -{c} : ({c} >= {n} ? {2 * (n - 1)} - {c} : {c});\n"
+            elif mode == "edge":
+                body += f"  {c} = clamp({c}, 0, {n - 1});\n"
+            else:
+                body += f"  {c} = (({c} % {n}) + {n}) % {n};\n"
+        body += "  v = X(t, iy, ix);\n"
+    lw.emit(node, body, {"X": x}, out, 1.0)
+
+
+@register("Softmax", "LogSoftmax", attrs=["axis"])
+def lower_softmax(lw, node):
+    g = lw.g
+    shape = g.shape(node.inputs[0])
+    rank = len(shape)
+    axis = _axis(node, rank, default=-1 if g.opset >= 13 else 1)
+    x = lw.view(node, node.inputs[0])
+    groups = chw_groups(shape)
+    reduced = list(range(axis, rank)) if g.opset < 13 else [axis]
+    over_channels = set(a for a in reduced if shape[a] > 1) <= set(groups[0]) and \
+        all(shape[a] == 1 for a in groups[0] if a < axis)
+    over_all = g.opset < 13 and all(shape[a] == 1 for a in range(axis))
+    if not (over_channels or over_all):
+        raise UnsupportedError(node, f"axis={node.attrs.get('axis')} on shape {list(shape)}",
+                               "softmax over the channels of NCHW, or over the last axis of a [1, N] vector")
+    out = lw.output_view(node.outputs[0])
+    s_last = x.slices - 1
+    lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
+    if over_channels:
+        loop_open, loop_close, at = f"  for (int s = 0; s < {x.slices}; ++s) {{\n", "  }\n", "s, oy, ox"
+        flops = 12.0 * x.slices
+    else:
+        loop_open = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
+                     f" for (int x = 0; x < {x.width}; ++x) {{\n")
+        loop_close, at = "  }\n", "s, y, x"
+        flops = 12.0 * x.slices * x.height * x.width
+    body = ("  float m = -3.4e38;\n" + loop_open +
+            f"    vec4 a = X({at}); if (s == {s_last}) a = mix(vec4(-3.4e38), a, {lanes});\n"
+            "    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));\n" + loop_close +
+            "  float sum = 0.0;\n" + loop_open +
+            f"    vec4 e = exp(X({at}) - m); if (s == {s_last}) e *= {lanes};\n"
+            "    sum += dot(e, vec4(1.0));\n" + loop_close)
+    if node.op == "Softmax":
+        body += "  v = exp(X(t, oy, ox) - m) / sum;\n"
+    else:
+        body += "  v = X(t, oy, ox) - m - log(sum);\n"
+    lw.emit(node, body, {"X": x}, out, flops)
+
+
+@register("LRN", attrs=["alpha", "beta", "bias", "size"])
+def lower_lrn(lw, node):
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    size = node.attrs["size"]
+    lo, hi = (size - 1) // 2, math.ceil((size - 1) / 2)
+    alpha = node.attrs.get("alpha", 1e-4) / size
+    beta, bias = node.attrs.get("beta", 0.75), node.attrs.get("bias", 1.0)
+    body = "  vec4 xc = X(t, oy, ox);\n"
+    for lane in range(4):
+        body += (f"  {{ int c = t * 4 + {lane}; float s = 0.0;\n"
+                 f"    for (int j = max(c - {lo}, 0); j <= min(c + {hi}, {x.channels - 1}); ++j) {{\n"
+                 f"      float a = X(j / 4, oy, ox)[j % 4]; s += a * a; }}\n"
+                 f"    v[{lane}] = xc[{lane}] / pow({float_literal(bias)} + {float_literal(alpha)} * s, "
+                 f"{float_literal(beta)}); }}\n")
+    lw.emit(node, body, {"X": x}, out, 4.0 * (3 * size + 4))

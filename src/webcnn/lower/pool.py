@@ -1,0 +1,75 @@
+"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool."""
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+from . import register
+
+POOL_ATTRS = ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides", "count_include_pad",
+              "storage_order"]
+
+
+def _window_origin(lw, node, x, out, kernel, strides, dilations):
+    mode = node.attrs.get("auto_pad", "NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode in ("NOTSET", "VALID"):
+        pads = node.attrs.get("pads", [0, 0, 0, 0]) if mode == "NOTSET" else [0, 0, 0, 0]
+        return pads
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        raise UnsupportedError(node, f"auto_pad='{mode}'", "NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    pads = [0, 0, 0, 0]
+    for i, (n_in, n_out) in enumerate(((x.height, out.height), (x.width, out.width))):
+        extent = (kernel[i] - 1) * dilations[i] + 1
+        total = max((n_out - 1) * strides[i] + extent - n_in, 0)
+        begin = total - total // 2 if mode == "SAME_LOWER" else total // 2
+        pads[i], pads[i + 2] = begin, total - begin
+    return pads
+
+
+@register("MaxPool", "AveragePool", attrs=POOL_ATTRS)
+def lower_pool(lw, node):
+    g = lw.g
+    if len(g.shape(node.inputs[0])) != 4:
+        raise UnsupportedError(node, f"input of rank {len(g.shape(node.inputs[0]))}", "2-D pooling on NCHW input")
+    if len(node.outputs) > 1 and node.outputs[1] and g.consumers(node.outputs[1]):
+        raise UnsupportedError(node, "the Indices output is used", "MaxPool with only its values used")
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    kernel = node.attrs["kernel_shape"]
+    strides = node.attrs.get("strides", [1, 1])
+    dilations = node.attrs.get("dilations", [1, 1])
+    pt, pl, pb, pr = _window_origin(lw, node, x, out, kernel, strides, dilations)
+    is_max = node.op == "MaxPool"
+    if not is_max and dilations != [1, 1]:
+        raise UnsupportedError(node, "dilations on AveragePool", "AveragePool without dilation")
+    head = (f"  int y0 = oy * {strides[0]} - {pt}; int x0 = ox * {strides[1]} - {pl};\n"
+            + ("  vec4 acc = vec4(-3.4e38);\n" if is_max else "  vec4 acc = vec4(0.0); float n = 0.0;\n")
+            + f"  for (int ky = 0; ky < {kernel[0]}; ++ky) {{\n"
+              f"    int iy = y0 + ky * {dilations[0]};\n"
+              f"    for (int kx = 0; kx < {kernel[1]}; ++kx) {{\n"
+              f"      int ix = x0 + kx * {dilations[1]};\n")
+    if is_max:
+        body = head + (f"      if (iy < 0 || iy >= {x.height} || ix < 0 || ix >= {x.width}) continue;\n"
+                       "      acc = max(acc, X(t, iy, ix));\n    }\n  }\n  v = acc;\n")
+    else:
+        # count_include_pad counts explicit padding, never the overhang that ceil_mode adds.
+        counted = (f"iy >= -{pt} && iy < {x.height + pb} && ix >= -{pl} && ix < {x.width + pr}"
+                   if node.attrs.get("count_include_pad", 0) else
+                   f"iy >= 0 && iy < {x.height} && ix >= 0 && ix < {x.width}")
+        body = head + (f"      if ({counted}) n += 1.0;\n"
+                       f"      if (iy < 0 || iy >= {x.height} || ix < 0 || ix >= {x.width}) continue;\n"
+                       "      acc += X(t, iy, ix);\n    }\n  }\n  v = acc / max(n, 1.0);\n")
+    lw.emit(node, body, {"X": x}, out, 4.0 * kernel[0] * kernel[1])
+
+
+@register("GlobalAveragePool", "GlobalMaxPool", attrs=[])
+def lower_global_pool(lw, node):
+    if len(lw.g.shape(node.inputs[0])) != 4:
+        raise UnsupportedError(node, "input is not NCHW", "NCHW input")
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    is_max = node.op == "GlobalMaxPool"
+    body = (("  vec4 acc = vec4(-3.4e38);\n" if is_max else "  vec4 acc = vec4(0.0);\n")
+            + f"  for (int iy = 0; iy < {x.height}; ++iy) {{\n    for (int ix = 0; ix < {x.width}; ++ix) {{\n"
+            + ("      acc = max(acc, X(t, iy, ix));\n" if is_max else "      acc += X(t, iy, ix);\n")
+            + "    }\n  }\n" + ("  v = acc;\n" if is_max else f"  v = acc / {float(x.height * x.width)};\n"))
+    lw.emit(node, body, {"X": x}, out, 4.0 * x.height * x.width)

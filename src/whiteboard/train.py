@@ -1,0 +1,304 @@
+"""
+Train the whiteboard segmentation model on synthetic frames generated on the fly.
+
+Examples:
+  # short CPU smoke run (a few minutes on 2 cores)
+  PYTHONPATH=src python -m whiteboard.train --device=cpu --max_steps=150 --batch_size=4 --num_workers=2 --val_count=16 --out_dir=/tmp/wb_cpu
+  # the GPU run behind the shipped model (16 CPU cores generate data, ~8 minutes)
+  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8 --batch_size=24 --num_workers=15 --reuse=3 --out_dir=$OUT
+  # export a checkpoint to ONNX + JSON (config only; evaluate adds the metrics)
+  PYTHONPATH=src python -m whiteboard.train --export_from=/tmp/wb_cpu/ckpt.pt --export_dir=src/whiteboard/assets
+
+Any config global below can be overridden as --name=value.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from whiteboard import model as wb_model
+from whiteboard import synth
+
+# ----------------------------------------------------------------------------- config
+out_dir = "/tmp/wb_run"           # checkpoint, curves and exported model go here
+device = "auto"                   # auto | cpu | cuda
+max_steps = 20000                 # optimisation steps (whichever of steps / minutes ends first)
+max_minutes = 0.0                 # wall-clock budget for training; 0 = no limit
+batch_size = 16                   # frames per step
+num_workers = 2                   # DataLoader processes running the generator
+reuse = 1                         # steps per generated batch (random crop/flip each time) when data is the bottleneck
+frame_h, frame_w = 360, 640       # generated frame size (the model's export size)
+crop_h, crop_w = 256, 448         # training crop during the first phase (multiples of 8)
+crop_phase = 0.5                  # fraction of training done on crops, the rest on full frames
+lr = 4e-3                         # peak AdamW learning rate
+min_lr = 1e-4                     # cosine floor
+weight_decay = 1e-4               # AdamW weight decay
+warmup_steps = 200                # linear warm-up
+class_weights = (1.0, 3.0, 1.5)   # cross-entropy weights for board, ink, foreground (ink is thin and rare)
+dice_weight = 0.5                 # weight of the soft dice loss on ink and foreground
+val_count = 64                    # validation frames (seeds from synth.VAL_SEEDS)
+eval_interval = 250               # steps between validations and checkpoints
+run_seed = 0                      # shifts the training seed stream
+widths = (16, 32, 96)             # model: channels at 1/2, 1/4, 1/8
+full_res_width = 8                # model: channels of the full-resolution branch
+dilations = (1, 2, 4, 8, 16)      # model: dilations of the 1/8 residual blocks
+export_from = ""                  # if set: export this checkpoint and exit
+export_dir = "src/whiteboard/assets"  # where --export_from writes whiteboard.onnx/.json
+# -----------------------------------------------------------------------------
+CONFIG_KEYS = [k for k, v in list(globals().items()) if not k.startswith("_") and isinstance(v, (int, float, str, tuple, bool))
+               and k not in ("annotations", "CONFIG_KEYS")]
+
+
+def apply_overrides(argv):
+    """nanoGPT-style --key=value overrides of the globals above."""
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise SystemExit(f"expected --key=value, got {arg!r}")
+        key, value = arg[2:].split("=", 1)
+        if key not in CONFIG_KEYS:
+            raise SystemExit(f"unknown config key {key!r}; known: {', '.join(CONFIG_KEYS)}")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        default = globals()[key]
+        if isinstance(default, float) and isinstance(parsed, int):
+            parsed = float(parsed)
+        if type(parsed) is not type(default):
+            raise SystemExit(f"--{key}: expected {type(default).__name__}, got {value!r}")
+        globals()[key] = parsed
+
+
+class SyntheticFrames(torch.utils.data.IterableDataset):
+    """An endless stream of generated frames; worker k takes seeds start+k, start+k+n, ..."""
+
+    def __init__(self, start_seed, h, w):
+        self.start_seed, self.h, self.w = start_seed, h, w
+
+    def __iter__(self):
+        import cv2
+        cv2.setNumThreads(1)  # the workers already use every core
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        seed = self.start_seed + worker
+        while True:
+            s = synth.generate(seed, self.h, self.w)
+            yield torch.from_numpy(s.image).permute(2, 0, 1), torch.from_numpy(s.label.astype(np.int64))
+            seed += n_workers
+
+
+def random_crop_flip(images, labels, ch, cw):
+    """One random crop (same for the batch, keeps it a dense tensor) and a random horizontal flip."""
+    _, _, h, w = images.shape
+    if ch < h or cw < w:
+        y = int(torch.randint(0, h - ch + 1, ()))
+        x = int(torch.randint(0, w - cw + 1, ()))
+        images, labels = images[:, :, y:y + ch, x:x + cw], labels[:, y:y + ch, x:x + cw]
+    if torch.rand(()) < 0.5:
+        images, labels = images.flip(-1), labels.flip(-1)
+    return images, labels
+
+
+def loss_fn(logits, labels, weights):
+    ce = F.cross_entropy(logits, labels, weight=weights)
+    probs = logits.float().softmax(1)
+    dice = 0.0
+    for c in (synth.CLASS_INK, synth.CLASS_FOREGROUND):
+        p, t = probs[:, c], (labels == c).float()
+        dice = dice + 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+    return ce + dice_weight * dice / 2, ce
+
+
+def confusion(pred, label, n=3):
+    """3x3 confusion counts (rows: truth, cols: prediction)."""
+    idx = label.reshape(-1).astype(np.int64) * n + pred.reshape(-1).astype(np.int64)
+    return np.bincount(idx, minlength=n * n).reshape(n, n)
+
+
+def summary_from_confusion(cm):
+    ink, fg = synth.CLASS_INK, synth.CLASS_FOREGROUND
+    tp = cm[ink, ink]
+    fp = cm[:, ink].sum() - tp
+    fn = cm[ink, :].sum() - tp
+    f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+    iou = tp / max(tp + fp + fn, 1)
+    tpf = cm[fg, fg]
+    fg_iou = tpf / max(cm[:, fg].sum() + cm[fg, :].sum() - tpf, 1)
+    return {"ink_f1": float(f1), "ink_iou": float(iou), "fg_iou": float(fg_iou)}
+
+
+@torch.no_grad()
+def validate(net, val_images, val_labels, dev):
+    net.eval()
+    cm = np.zeros((3, 3), np.int64)
+    for i in range(0, len(val_images), 8):
+        x = val_images[i:i + 8].to(dev).float() / 255
+        pred = net(x).argmax(1).cpu().numpy()
+        cm += confusion(pred, val_labels[i:i + 8].numpy())
+    net.train()
+    return summary_from_confusion(cm)
+
+
+def save_curves(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [h["step"] for h in history["train"]]
+    ax0.plot(steps, [h["loss"] for h in history["train"]], label="train loss (smoothed)")
+    ax0.set_yscale("log"); ax0.set_xlabel("step"); ax0.legend(); ax0.grid(alpha=0.3)
+    vsteps = [h["step"] for h in history["val"]]
+    for key in ("ink_f1", "ink_iou", "fg_iou"):
+        ax1.plot(vsteps, [h[key] for h in history["val"]], marker=".", label=f"val {key}")
+    ax1.set_xlabel("step"); ax1.set_ylim(0, 1); ax1.legend(); ax1.grid(alpha=0.3)
+    fig.suptitle("whiteboard segmentation training (synthetic validation set)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def current_config():
+    return {k: globals()[k] for k in CONFIG_KEYS}
+
+
+def export(checkpoint_path, target_dir):
+    """Checkpoint -> whiteboard.onnx + whiteboard.json (model config and training config)."""
+    import onnxruntime as ort
+
+    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    net = wb_model.build(ckpt["model_config"])
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    os.makedirs(target_dir, exist_ok=True)
+    onnx_path = os.path.join(target_dir, "whiteboard.onnx")
+    ops = wb_model.export_onnx(net, onnx_path)
+    x = torch.rand(wb_model.INPUT_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = wb_model.ExportWrapper(net)(x).numpy()
+    got = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    json_path = os.path.join(target_dir, "whiteboard.json")
+    info = json.load(open(json_path)) if os.path.exists(json_path) else {}
+    info.update({
+        "input": {"name": "image", "shape": list(wb_model.INPUT_SHAPE), "layout": "NCHW RGB float32 in [0,1]"},
+        "output": {"name": "probs", "shape": [1, 3, *wb_model.INPUT_SHAPE[2:]], "classes": list(synth.CLASS_NAMES)},
+        "opset": 17,
+        "onnx_ops": ops,
+        "model_config": ckpt["model_config"],
+        "params": wb_model.count_params(net),
+        "flops": wb_model.count_flops(net),
+        "train_config": ckpt["config"],
+        "train_steps": ckpt["step"],
+        "val_metrics": ckpt["metrics"],
+        "onnxruntime_max_abs_diff": float(np.abs(ref - got).max()),
+        "onnx_bytes": os.path.getsize(onnx_path),
+    })
+    with open(json_path, "w") as f:
+        json.dump(info, f, indent=2)
+    print(f"exported {onnx_path} ({info['onnx_bytes']} bytes, ops {ops}), onnxruntime max |diff| {info['onnxruntime_max_abs_diff']:.2e}")
+
+
+def main(argv=None):
+    apply_overrides(sys.argv[1:] if argv is None else argv)
+    if export_from:
+        export(export_from, export_dir)
+        return
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    torch.manual_seed(run_seed)
+    os.makedirs(out_dir, exist_ok=True)
+    model_cfg = {"widths": list(widths), "full_res_width": full_res_width, "dilations": list(dilations), "n_classes": 3}
+    net = wb_model.build(model_cfg).to(dev)
+    print(f"model: {wb_model.count_params(net):,} params, {wb_model.count_flops(net.cpu()) / 1e9:.3f} GFLOPs at {wb_model.INPUT_SHAPE}")
+    net.to(dev)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+
+    print(f"generating {val_count} validation frames ...")
+    val = [synth.generate(synth.VAL_SEEDS[i], frame_h, frame_w) for i in range(val_count)]
+    val_images = torch.from_numpy(np.stack([s.image for s in val])).permute(0, 3, 1, 2).contiguous()
+    val_labels = torch.from_numpy(np.stack([s.label for s in val]).astype(np.int64))
+
+    dataset = SyntheticFrames(synth.TRAIN_SEED_START + run_seed * 100_000_000, frame_h, frame_w)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0,
+                                         prefetch_factor=4 if num_workers > 0 else None)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    weights = torch.tensor(class_weights, device=dev)
+    use_amp = dev.type == "cuda"
+
+    history = {"train": [], "val": []}
+    smoothed = None
+    metrics = {}
+    t_start = time.time()
+    budget_s = max_minutes * 60 if max_minutes > 0 else math.inf
+    step = 0
+    pbar = tqdm(total=max_steps, dynamic_ncols=True)
+    batches = iter(loader)
+    n_frames = 0
+
+    def save_checkpoint():
+        raw = net.state_dict()
+        ckpt = {"model": {k: v.detach().cpu() for k, v in raw.items()}, "model_config": model_cfg, "config": current_config(),
+                "step": step, "metrics": metrics, "history": history, "frames_seen": n_frames}
+        torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
+        save_curves(history, os.path.join(out_dir, "training_curves.png"))
+
+    while True:
+        progress = max(step / max_steps, (time.time() - t_start) / budget_s)
+        if progress >= 1:
+            break
+        images_u8, labels = next(batches)
+        n_frames += len(images_u8)
+        images_u8, labels = images_u8.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+        for _ in range(reuse):
+            progress = max(step / max_steps, (time.time() - t_start) / budget_s)
+            if progress >= 1:
+                break
+            # cosine schedule over whichever budget (steps or minutes) runs out first
+            lr_now = lr * min(1.0, (step + 1) / warmup_steps)
+            lr_now = min_lr + (lr_now - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            ch, cw = (crop_h, crop_w) if progress < crop_phase else (frame_h, frame_w)
+            x, y = random_crop_flip(images_u8, labels, ch, cw)
+            x = x.float() / 255
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = net(x)
+            loss, ce = loss_fn(logits.float(), y, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            loss_value = loss.item() if step % 10 == 0 or step < 10 else None
+            if loss_value is not None:
+                smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+                history["train"].append({"step": step, "loss": smoothed, "lr": lr_now, "time_s": time.time() - t_start})
+                pbar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_now:.1e}", frames=n_frames)
+            pbar.update(1)
+            if step % eval_interval == 0:
+                metrics = validate(net, val_images, val_labels, dev)
+                history["val"].append({"step": step, **metrics})
+                tqdm.write(f"step {step}: val {metrics}  ({n_frames} frames, {time.time() - t_start:.0f}s)")
+                save_checkpoint()
+    pbar.close()
+    metrics = validate(net, val_images, val_labels, dev)
+    history["val"].append({"step": step, **metrics})
+    print(f"done: {step} steps, {n_frames} generated frames, {time.time() - t_start:.0f}s, val {metrics}")
+    save_checkpoint()
+
+
+if __name__ == "__main__":
+    main()
