@@ -28,7 +28,8 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[
     for sid in pinned:
         last[sid] = end
     textures: list[Texture] = []
-    order = sorted((st for st in lw.storages if first[st.id] is not None or st.id in pinned),
+    # Graph inputs are written by the upload before the first pass.
+    order = sorted((st for st in lw.storages if first[st.id] is not None or last[st.id] >= 0 or st.id in pinned),
                    key=lambda st: (first[st.id] if first[st.id] is not None else -1, st.id))
     for st in order:
         start = first[st.id] if first[st.id] is not None else -1

@@ -1,0 +1,380 @@
+// A loaded bundle on one WebGL2 context: resources, runs, readback, lost-context recovery.
+import { fetchBundle } from './bundle.js';
+import { WebcnnError, fail } from './errors.js';
+import {
+  capabilities, createFramebuffer, createTexture, createVertexShader, finishProgram, getContext,
+  programReady, resetUnpackState, startProgram, uploadRows,
+} from './gl.js';
+import { packTensor, unpackTensor } from './layout.js';
+import { LostContextSignal, Scheduler, nextFrame } from './scheduler.js';
+
+const UPLOAD_BYTES_PER_FRAME = 4 << 20;
+const UPLOAD_BYTES_PER_CALL = 1 << 20;
+
+export async function load(url, options = {}) {
+  const { signal, onProgress } = options;
+  onProgress && onProgress({ phase: 'fetch', done: 0, total: 1 });
+  const { manifest, weights } = await fetchBundle(url, signal);
+  onProgress && onProgress({ phase: 'fetch', done: 1, total: 1 });
+  const model = new Model(manifest, weights, options);
+  await model.build(signal);
+  return model;
+}
+
+export class Model {
+  constructor(manifest, weights, { canvas, gl, budgetMs = 4, precision = 'auto', mode = 'budget', onProgress, compileBatch = 4 } = {}) {
+    this.manifest = manifest;
+    this.weightBytes = weights;
+    this.options = { precision, compileBatch, onProgress };
+    this.gl = getContext({ canvas, gl });
+    this.canvas = this.gl.canvas;
+    this.caps = capabilities(this.gl, precision);
+    this.scheduler = new Scheduler(this.gl, this.caps, { budgetMs, mode });
+    this.queue = Promise.resolve();
+    this.disposed = false;
+    this.lost = false;
+    this.restored = null;
+    this.counters = { runs: 0, rebuilds: 0, lastRunMs: 0 };
+    this.checkLimits();
+    this.onLost = (e) => { e.preventDefault(); this.lost = true; };
+    this.onRestored = () => { this.lost = false; this.restored && this.restored(); };
+    if (this.canvas && this.canvas.addEventListener) {
+      this.canvas.addEventListener('webglcontextlost', this.onLost);
+      this.canvas.addEventListener('webglcontextrestored', this.onRestored);
+    }
+  }
+
+  checkLimits() {
+    const { maxTextureSize, maxTextureUnits } = this.caps;
+    const m = this.manifest;
+    for (const t of [...m.textures, ...m.weights]) {
+      if (t.width > maxTextureSize || t.height > maxTextureSize) {
+        fail('texture-size', `this bundle needs ${t.width}x${t.height} textures but the device allows ${maxTextureSize}; recompile with --max-texture-size ${maxTextureSize}.`);
+      }
+    }
+    const most = Math.max(...m.programs.map((p) => p.samplers.length));
+    if (most > maxTextureUnits) fail('texture-units', `a program reads ${most} textures but the device has ${maxTextureUnits} texture units.`);
+  }
+
+  progress(event) {
+    if (this.options.onProgress) this.options.onProgress(event);
+  }
+
+  // Create every GPU resource, spread over frames so the page keeps painting.
+  async build(signal) {
+    const gl = this.gl;
+    const m = this.manifest;
+    const format = this.caps.fp16 ? gl.RGBA16F : gl.RGBA32F;
+    this.textures = m.textures.map((t) => createTexture(gl, t.width, t.height, format));
+    this.framebuffers = new Map();
+    this.weightTextures = [];
+    resetUnpackState(gl);
+    let frameBytes = 0;
+    const totalBytes = m.weights.reduce((a, w) => a + w.bytes, 0);
+    let doneBytes = 0;
+    for (const w of m.weights) {
+      const tex = createTexture(gl, w.width, w.height, gl.RGBA32F);
+      this.weightTextures.push(tex);
+      const rowBytes = w.width * 16;
+      const rowsPerCall = Math.max(1, Math.floor(UPLOAD_BYTES_PER_CALL / rowBytes));
+      for (let y = 0; y < w.height; y += rowsPerCall) {
+        const rows = Math.min(rowsPerCall, w.height - y);
+        uploadRows(gl, tex, w.width, y, rows, new Float32Array(this.weightBytes, w.offset + y * rowBytes, rows * w.width * 4));
+        frameBytes += rows * rowBytes;
+        doneBytes += rows * rowBytes;
+        if (frameBytes >= UPLOAD_BYTES_PER_FRAME) {
+          this.progress({ phase: 'weights', done: doneBytes, total: totalBytes });
+          frameBytes = 0;
+          await this.yieldFrame(signal);
+        }
+      }
+    }
+    this.progress({ phase: 'weights', done: totalBytes, total: totalBytes });
+    await this.compilePrograms(signal);
+    gl.bindTexture(gl.TEXTURE_2D, null);
+    if (!this.vao) this.vao = gl.createVertexArray();
+    this.readBuffers = new Map();
+  }
+
+  async yieldFrame(signal) {
+    await nextFrame();
+    if (signal && signal.aborted) throw signal.reason instanceof Error ? signal.reason : new DOMException('aborted', 'AbortError');
+    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+  }
+
+  async compilePrograms(signal) {
+    const gl = this.gl;
+    const m = this.manifest;
+    const parallel = this.caps.parallelCompile;
+    this.vertexShader = createVertexShader(gl);
+    this.programs = new Array(m.programs.length);
+    // With KHR_parallel_shader_compile, start many and poll; without it, each link blocks, so a few per frame.
+    const batch = parallel ? 16 : this.options.compileBatch;
+    let next = 0;
+    let done = 0;
+    const pending = [];
+    while (done < m.programs.length) {
+      while (pending.length < batch && next < m.programs.length) {
+        pending.push({ index: next, job: startProgram(gl, m.programs[next].fragment, this.vertexShader) });
+        next++;
+        if (!parallel && pending.length >= batch) break;
+      }
+      for (let i = pending.length - 1; i >= 0; i--) {
+        const { index, job } = pending[i];
+        if (programReady(gl, job, parallel)) {
+          this.programs[index] = finishProgram(gl, job, m.programs[index].name, m.programs[index].samplers);
+          pending.splice(i, 1);
+          done++;
+        }
+      }
+      this.progress({ phase: 'compile', done, total: m.programs.length });
+      if (done < m.programs.length) await this.yieldFrame(signal);
+    }
+    gl.useProgram(null);
+  }
+
+  framebuffer(textureIndex) {
+    let fb = this.framebuffers.get(textureIndex);
+    if (!fb) {
+      fb = createFramebuffer(this.gl, this.textures[textureIndex]);
+      this.framebuffers.set(textureIndex, fb);
+    }
+    return fb;
+  }
+
+  inputsByName(inputs) {
+    const m = this.manifest;
+    if (inputs instanceof Float32Array) {
+      if (m.inputs.length !== 1) fail('input', `this model has ${m.inputs.length} inputs; pass an object {name: Float32Array}.`);
+      return { [m.inputs[0].name]: inputs };
+    }
+    if (!inputs || typeof inputs !== 'object') fail('input', 'run() takes a Float32Array or an object {inputName: Float32Array}.');
+    for (const t of m.inputs) {
+      if (!(inputs[t.name] instanceof Float32Array)) fail('input', `missing input "${t.name}" (a Float32Array of shape [${t.shape}]).`);
+    }
+    return inputs;
+  }
+
+  upload(inputs) {
+    const gl = this.gl;
+    resetUnpackState(gl);
+    for (const t of this.manifest.inputs) {
+      const data = inputs[t.name];
+      const expected = t.shape.reduce((a, b) => a * b, 1);
+      if (data.length !== expected) fail('input', `input "${t.name}" has ${data.length} values; its shape [${t.shape}] needs ${expected}.`);
+      const part = t.parts[0];
+      const width = part.cols * t.width;
+      const height = part.rows * t.height;
+      uploadRows(gl, this.textures[part.texture], width, 0, height, packTensor(t, data));
+    }
+  }
+
+  // The draw queue of one run: (pass, tile) units with their compile-time costs.
+  units() {
+    if (!this.unitList) {
+      this.unitList = [];
+      this.manifest.passes.forEach((pass, p) => pass.tiles.forEach((tile, i) => this.unitList.push({ p, tile, cost: pass.tileFlops[i] })));
+    }
+    return this.unitList;
+  }
+
+  submit(start, end) {
+    const gl = this.gl;
+    const m = this.manifest;
+    const units = this.units();
+    const savedViewport = gl.getParameter(gl.VIEWPORT);
+    gl.bindVertexArray(this.vao);
+    gl.enable(gl.SCISSOR_TEST);
+    gl.disable(gl.BLEND);
+    gl.disable(gl.DEPTH_TEST);
+    let current = -1;
+    let draws = 0;
+    let rect = null;
+    const flush = () => {
+      if (rect) { gl.scissor(rect[0], rect[1], rect[2], rect[3]); gl.drawArrays(gl.TRIANGLES, 0, 3); draws++; rect = null; }
+    };
+    for (let i = start; i < end; i++) {
+      const { p, tile } = units[i];
+      if (p !== current) {
+        flush();
+        current = p;
+        const pass = m.passes[p];
+        gl.useProgram(this.programs[pass.program]);
+        gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(pass.output));
+        const out = m.textures[pass.output];
+        gl.viewport(0, 0, out.width, out.height);
+        pass.inputs.forEach((b, unit) => {
+          gl.activeTexture(gl.TEXTURE0 + unit);
+          gl.bindTexture(gl.TEXTURE_2D, b.texture !== undefined ? this.textures[b.texture] : this.weightTextures[b.weight]);
+        });
+      }
+      // Adjacent bands of one pass merge into a single draw: fewer, larger draws when the budget allows.
+      if (rect && rect[0] === tile[0] && rect[2] === tile[2] && rect[1] + rect[3] === tile[1]) rect[3] += tile[3];
+      else { flush(); rect = tile.slice(); }
+    }
+    flush();
+    gl.disable(gl.SCISSOR_TEST);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.bindVertexArray(null);
+    gl.useProgram(null);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.viewport(savedViewport[0], savedViewport[1], savedViewport[2], savedViewport[3]);
+    return draws;
+  }
+
+  async readTensor(t, signal) {
+    const gl = this.gl;
+    const chunks = [];
+    for (const part of t.parts) {
+      const width = part.cols * t.width;
+      const height = part.rows * t.height;
+      const bytes = width * height * 16;
+      let buffer = this.readBuffers.get(bytes);
+      if (!buffer) {
+        buffer = gl.createBuffer();
+        gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
+        gl.bufferData(gl.PIXEL_PACK_BUFFER, bytes, gl.STREAM_READ);
+        this.readBuffers.set(bytes, buffer);
+      }
+      gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(part.texture));
+      gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
+      gl.pixelStorei(gl.PACK_ALIGNMENT, 4);
+      gl.readPixels(0, 0, width, height, gl.RGBA, gl.FLOAT, 0);
+      gl.bindBuffer(gl.PIXEL_PACK_BUFFER, null);
+      gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+      const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+      await this.scheduler.waitFence(fence, signal);
+      const texels = new Float32Array(width * height * 4);
+      gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
+      gl.getBufferSubData(gl.PIXEL_PACK_BUFFER, 0, texels);
+      gl.bindBuffer(gl.PIXEL_PACK_BUFFER, null);
+      chunks.push({ part, texels });
+    }
+    return { name: t.name, shape: t.shape.slice(), data: unpackTensor(t, chunks) };
+  }
+
+  // Serialise runs and survive context loss: a lost context rebuilds everything and repeats the run.
+  enqueue(job) {
+    const result = this.queue.then(() => this.withRecovery(job));
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  async withRecovery(job) {
+    for (let attempt = 0; ; attempt++) {
+      if (this.disposed) fail('disposed', 'this model was disposed; load it again.');
+      try {
+        if (this.lost || this.gl.isContextLost()) await this.recover();
+        return await job();
+      } catch (e) {
+        if (!(e instanceof LostContextSignal) && !this.gl.isContextLost()) throw e;
+        if (attempt >= 3) fail('context-lost', 'the WebGL context was lost repeatedly; reload the page.');
+      }
+    }
+  }
+
+  async recover() {
+    if (this.gl.isContextLost()) {
+      await new Promise((resolve, reject) => {
+        this.restored = resolve;
+        setTimeout(() => reject(new WebcnnError('context-lost', 'the WebGL context was lost and not restored within 30 s; reload the page.')), 30000);
+      });
+    }
+    this.counters.rebuilds++;
+    this.unitList = null;
+    this.vao = null;
+    await this.build();
+  }
+
+  run(inputs, { signal, onProgress, mode } = {}) {
+    const named = this.inputsByName(inputs);
+    return this.enqueue(async () => {
+      const t0 = performance.now();
+      await this.execute(named, { signal, onProgress, mode });
+      const outputs = {};
+      for (const t of this.manifest.outputs) outputs[t.name] = await this.readTensor(t, signal);
+      this.counters.runs++;
+      this.counters.lastRunMs = performance.now() - t0;
+      return outputs;
+    });
+  }
+
+  // Leave outputs on the GPU: textures the page can sample in this same context until the next run.
+  runToTexture(inputs, { signal, onProgress, mode } = {}) {
+    const named = this.inputsByName(inputs);
+    return this.enqueue(async () => {
+      const t0 = performance.now();
+      await this.execute(named, { signal, onProgress, mode });
+      this.counters.runs++;
+      this.counters.lastRunMs = performance.now() - t0;
+      return Object.fromEntries(this.manifest.outputs.map((t) => [t.name, this.outputTexture(t)]));
+    });
+  }
+
+  outputTexture(t) {
+    const part = t.parts[0];
+    const tex = this.manifest.textures[part.texture];
+    return { texture: this.textures[part.texture], textureWidth: tex.width, textureHeight: tex.height,
+      shape: t.shape.slice(), channels: t.channels, height: t.height, width: t.width, cols: part.cols, slices: part.slices };
+  }
+
+  async execute(inputs, { signal, onProgress, mode }) {
+    this.upload(inputs);
+    const units = this.units();
+    await this.scheduler.execute(units.length, (i) => units[i].cost, (a, b) => this.submit(a, b), { signal, onProgress, mode });
+  }
+
+  // Read any tensor kept by `webcnn compile --debug-tensors` (for per-layer verification).
+  readDebugTensors(signal) {
+    return this.enqueue(async () => {
+      const out = {};
+      for (const t of this.manifest.debugTensors || []) out[t.name] = await this.readTensor(t, signal);
+      return out;
+    });
+  }
+
+  stats() {
+    const s = this.scheduler;
+    return {
+      ...this.counters,
+      ...s.counters,
+      budgetMs: s.budgetMs,
+      mode: s.mode,
+      flopsPerMs: s.rate,
+      inFlight: s.inFlight ? 1 : 0,
+      precision: this.caps.fp16 ? 'fp16' : 'fp32',
+      timerQuery: !!this.caps.timer,
+      parallelCompile: !!this.caps.parallelCompile,
+      textures: (this.textures ? this.textures.length : 0) + (this.weightTextures ? this.weightTextures.length : 0),
+      framebuffers: this.framebuffers ? this.framebuffers.size : 0,
+      buffers: this.readBuffers ? this.readBuffers.size : 0,
+      programs: this.programs ? this.programs.length : 0,
+      totals: this.manifest.totals,
+    };
+  }
+
+  set budgetMs(ms) { this.scheduler.budgetMs = ms; }
+  get budgetMs() { return this.scheduler.budgetMs; }
+  set mode(mode) { this.scheduler.mode = mode; }
+  get mode() { return this.scheduler.mode; }
+
+  dispose() {
+    if (this.disposed) return;
+    this.disposed = true;
+    const gl = this.gl;
+    if (this.canvas && this.canvas.removeEventListener) {
+      this.canvas.removeEventListener('webglcontextlost', this.onLost);
+      this.canvas.removeEventListener('webglcontextrestored', this.onRestored);
+    }
+    if (gl.isContextLost()) return;
+    for (const t of [...(this.textures || []), ...(this.weightTextures || [])]) gl.deleteTexture(t);
+    for (const fb of (this.framebuffers || new Map()).values()) gl.deleteFramebuffer(fb);
+    for (const b of (this.readBuffers || new Map()).values()) gl.deleteBuffer(b);
+    for (const p of this.programs || []) gl.deleteProgram(p);
+    if (this.vertexShader) gl.deleteShader(this.vertexShader);
+    if (this.vao) gl.deleteVertexArray(this.vao);
+    this.textures = this.weightTextures = this.programs = [];
+    this.framebuffers = new Map();
+    this.readBuffers = new Map();
+  }
+}

@@ -1,0 +1,134 @@
+// Frame-budgeted submission: each frame submit (pass, tile) draws until the learned GPU budget is used,
+// then flush, fence and yield. At most one frame of work is in flight.
+import { WebcnnError } from './errors.js';
+
+const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
+const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
+const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
+
+export class LostContextSignal extends Error {}
+
+function abortError(signal) {
+  const reason = signal.reason;
+  return reason instanceof Error ? reason : new DOMException('the run was aborted', 'AbortError');
+}
+
+export function nextFrame() {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = () => { if (!done) { done = true; resolve(); } };
+    const hidden = typeof document === 'undefined' || document.visibilityState === 'hidden' || typeof requestAnimationFrame === 'undefined';
+    if (!hidden) requestAnimationFrame(finish);
+    // Hidden pages get no animation frames: keep working on a timer.
+    setTimeout(finish, hidden ? 0 : 100);
+  });
+}
+
+export class Scheduler {
+  constructor(gl, caps, { budgetMs = 4, mode = 'budget' } = {}) {
+    this.gl = gl;
+    this.timer = caps.timer;
+    this.budgetMs = budgetMs;
+    this.mode = mode;
+    this.rate = INITIAL_RATE;
+    this.inFlight = null;
+    this.queries = [];
+    this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0 };
+  }
+
+  // Learn FLOP/ms from timer queries where present, else from whether last frame's fence was done in time.
+  collect() {
+    const gl = this.gl;
+    while (this.queries.length) {
+      const { query, cost } = this.queries[0];
+      if (!gl.getQueryParameter(query, gl.QUERY_RESULT_AVAILABLE)) break;
+      const ns = gl.getQueryParameter(query, gl.QUERY_RESULT);
+      const disjoint = gl.getParameter(this.timer.GPU_DISJOINT_EXT);
+      gl.deleteQuery(query);
+      this.queries.shift();
+      if (!disjoint && ns > 0) {
+        const sample = cost / (ns / 1e6);
+        this.rate = Math.max(MIN_RATE, this.counters.timerSamples ? 0.7 * this.rate + 0.3 * sample : sample);
+        this.counters.timerSamples++;
+      }
+    }
+  }
+
+  fenceDone() {
+    if (!this.inFlight) return true;
+    const gl = this.gl;
+    const status = gl.clientWaitSync(this.inFlight.fence, 0, 0);
+    if (status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED) {
+      gl.deleteSync(this.inFlight.fence);
+      // Without a timer, a fence that is done by the next frame means the budget had room: probe upwards.
+      if (!this.timer && this.inFlight.frames === 0) this.rate *= 1.15;
+      this.inFlight = null;
+      return true;
+    }
+    if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+    if (!this.timer) this.rate = Math.max(MIN_RATE, this.rate * 0.8);
+    this.inFlight.frames++;
+    this.counters.fenceWaits++;
+    return false;
+  }
+
+  // units: [{cost}]; submit(start, end) issues draws for units[start..end). Resolves when the GPU is done.
+  async execute(count, cost, submit, { signal, onProgress, mode = this.mode } = {}) {
+    const gl = this.gl;
+    const throughput = mode === 'throughput';
+    let next = 0;
+    while (next < count) {
+      if (signal && signal.aborted) throw abortError(signal);
+      if (!throughput || this.inFlight) await nextFrame();
+      if (gl.isContextLost()) throw new LostContextSignal('context lost');
+      if (this.timer) this.collect();
+      if (!this.fenceDone()) continue;
+      const budget = throughput ? Infinity : this.budgetMs * this.rate;
+      let spent = 0;
+      const start = next;
+      while (next < count && (next === start || spent + cost(next) + DRAW_OVERHEAD <= budget)) {
+        spent += cost(next) + DRAW_OVERHEAD;
+        next++;
+      }
+      let query = null;
+      if (this.timer && !throughput) {
+        query = gl.createQuery();
+        gl.beginQuery(this.timer.TIME_ELAPSED_EXT, query);
+      }
+      this.counters.draws += submit(start, next);
+      if (query) {
+        gl.endQuery(this.timer.TIME_ELAPSED_EXT);
+        this.queries.push({ query, cost: spent });
+      }
+      const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+      gl.flush();
+      this.inFlight = { fence, frames: 0 };
+      this.counters.frames++;
+      this.counters.submitted += next - start;
+      if (onProgress) onProgress({ phase: 'run', done: next, total: count });
+    }
+    while (!this.fenceDone()) {
+      if (signal && signal.aborted) throw abortError(signal);
+      await nextFrame();
+      if (gl.isContextLost()) throw new LostContextSignal('context lost');
+    }
+    if (this.timer) this.collect();
+  }
+
+  // Poll a fence across frames without ever blocking the main thread.
+  async waitFence(fence, signal) {
+    const gl = this.gl;
+    gl.flush();
+    for (;;) {
+      if (gl.isContextLost()) throw new LostContextSignal('context lost');
+      const status = gl.clientWaitSync(fence, 0, 0);
+      if (status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED) break;
+      if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+      if (signal && signal.aborted) { gl.deleteSync(fence); throw abortError(signal); }
+      await nextFrame();
+    }
+    gl.deleteSync(fence);
+  }
+}
+
+export { WebcnnError };
