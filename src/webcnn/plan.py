@@ -7,7 +7,7 @@ from .lower import Lowering
 from .lower.core import Storage
 
 
-@dataclass
+@dataclass(eq=False)
 class Texture:
     width: int = 0
     height: int = 0
@@ -47,7 +47,7 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[
             textures.append(best)
         best.width, best.height = max(best.width, w), max(best.height, h)
         best.busy_until = max(last[st.id], start)
-        st.texture = textures.index(best)
+        st.texture = next(i for i, t in enumerate(textures) if t is best)
     return textures
 
 

@@ -1,0 +1,108 @@
+"""The webcnn command line: compile, verify, serve."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from .errors import WebcnnError
+
+
+def run_cli(group):
+    """Run a click group: user errors print one line and exit 2; no tracebacks unless WEBCNN_DEBUG=1."""
+    try:
+        group.main(standalone_mode=False)
+    except WebcnnError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("WEBCNN_DEBUG"):
+            raise
+        click.echo(f"internal error ({type(e).__name__}): {e}. Re-run with WEBCNN_DEBUG=1 for a traceback and "
+                   "please report it.", err=True)
+        sys.exit(3)
+
+
+@click.group()
+@click.version_option(package_name="webcnn")
+def cli():
+    """Compile CNNs to WebGL2 bundles and run them in the browser without freezing the page."""
+
+
+input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1,3,H,W",
+                                  help="Fix an input's shape (needed for symbolic dimensions). Repeatable.")
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
+@input_shape_option
+@click.option("--max-texture-size", default=4096, show_default=True, help="Largest texture side the bundle may use.")
+@click.option("--tile-mflops", default=8.0, show_default=True, help="Upper bound on one draw's work, in MFLOP.")
+@click.option("--debug-tensors", is_flag=True, help="Keep every intermediate tensor readable (bigger, slower).")
+@click.option("--stats", is_flag=True, help="Print FLOPs, passes, draws and memory.")
+def compile_cmd(model, out_dir, input_shapes, max_texture_size, tile_mflops, debug_tensors, stats):
+    """Compile MODEL (.onnx) into a bundle: model.json + weights.bin."""
+    from .compiler import compile as compile_model
+    from .importer import parse_input_shapes
+
+    t0 = time.perf_counter()
+    bundle = compile_model(model, input_shapes=parse_input_shapes(input_shapes), max_texture_size=max_texture_size,
+                           max_tile_flops=tile_mflops * 1e6, debug_tensors=debug_tensors, out_dir=out_dir)
+    totals = bundle.stats()
+    click.echo(f"wrote {out_dir}/model.json and weights.bin ({totals['weightBytes'] / 1e6:.2f} MB) in "
+               f"{time.perf_counter() - t0:.1f} s")
+    if stats:
+        click.echo(json.dumps(totals, indent=1))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@input_shape_option
+@click.option("--per-layer", is_flag=True, help="Also compare every intermediate tensor; report the first divergent.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the random input.")
+def verify(model, input_shapes, per_layer, precision, seed):
+    """Compile MODEL, run it in headless Chromium and compare every output with onnxruntime."""
+    from .importer import parse_input_shapes
+    from .verify import format_report, verify as run_verify
+
+    report = run_verify(model, parse_input_shapes(input_shapes), per_layer=per_layer, precision=precision, seed=seed)
+    click.echo(format_report(report))
+    if not report.ok:
+        click.echo("error: outputs differ from onnxruntime beyond tolerance", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("directories", nargs=-1, type=click.Path(file_okay=False, exists=True))
+@click.option("--port", default=8000, show_default=True)
+def serve(directories, port):
+    """Serve the runtime (/runtime/) and DIRECTORIES (/d0/, /d1/, ...) on 127.0.0.1."""
+    from .serve import Server
+
+    server = Server({f"d{i}": d for i, d in enumerate(directories)}, port=port)
+    click.echo(f"serving on {server.url}/ : /runtime/ " + " ".join(f"/d{i}/={d}" for i, d in enumerate(directories)))
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def main():
+    run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()
