@@ -61,6 +61,8 @@ def fold_constants(g: Graph) -> None:
             values = _eval_node(g, node)
         else:
             kept.append(node)
+            if any(o and g.tensors[o].shape is None for o in node.outputs):
+                _infer_node_shapes(g, node)
             continue
         for name, value in zip(node.outputs, values):
             if name:
@@ -75,6 +77,30 @@ def fold_constants(g: Graph) -> None:
             if out and g.tensors[out].shape is None:
                 raise WebcnnError(f"could not infer a static shape for '{out}' (output of node '{node.name}', op "
                                   f"{node.op}); pass --input-shape for every input with symbolic dimensions")
+
+
+def _infer_node_shapes(g: Graph, node: Node) -> None:
+    """Shapes ONNX could not infer before folding (e.g. Slice bounds computed from Shape) are inferred now."""
+    if any(n and g.tensors[n].shape is None for n in node.inputs):
+        return
+    inputs, inits = [], []
+    for n in dict.fromkeys(i for i in node.inputs if i):
+        if g.is_const(n):
+            inits.append(numpy_helper.from_array(g.const(n), n))
+        else:
+            inputs.append(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, g.shape(n)))
+    onode = helper.make_node(node.op, node.inputs, node.outputs, **node.attrs)
+    graph = helper.make_graph([onode], "infer", inputs, [helper.make_value_info(o, onnx.TypeProto())
+                                                         for o in node.outputs if o], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", g.opset)])
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return
+    for vi in inferred.graph.output:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims) or vi.type.tensor_type.HasField("shape") and not dims:
+            g.tensors[vi.name].shape = tuple(d.dim_value for d in dims)
 
 
 def drop_noops(g: Graph) -> None:
@@ -100,6 +126,8 @@ def canonicalise(g: Graph) -> None:
         i = g.nodes.index(node)
         if node.op in ("ReduceMean", "ReduceMax"):
             _spatial_reduce_as_global_pool(g, node)
+        elif node.op in ("Slice", "Split"):
+            g.nodes[i:i + 1] = _slices_as_relayouts(g, node)
         elif node.op in ("Gemm", "MatMul"):
             g.nodes[i] = _matmul_as_conv(g, node)
         elif node.op == "BatchNormalization":
@@ -111,6 +139,43 @@ def canonicalise(g: Graph) -> None:
             g.tensors[sname] = type(g.tensors[x])(sname, scale.shape, scale)
             g.tensors[bname] = type(g.tensors[x])(bname, shift.shape, shift)
             g.nodes[i] = Node("ChannelAffine", node.name, [x, sname, bname], node.outputs[:1])
+
+
+def _slices_as_relayouts(g: Graph, node: Node) -> list[Node]:
+    """Slice and Split with constant bounds are index maps: one Relayout per output."""
+    shape = g.shape(node.inputs[0])
+    rank = len(shape)
+    if node.op == "Slice":
+        params = [g.const(n) if n else None for n in (node.inputs[1:] + [""] * 4)[:4]]
+        if params[0] is None or params[1] is None or any(n and g.const(n) is None for n in node.inputs[1:]):
+            raise UnsupportedError(node, "computed starts/ends/axes/steps", "Slice with constant bounds")
+        starts, ends = params[0].reshape(-1), params[1].reshape(-1)
+        axes = params[2].reshape(-1) if params[2] is not None else np.arange(len(starts))
+        steps = params[3].reshape(-1) if params[3] is not None else np.ones(len(starts), np.int64)
+        index = [slice(0, d, 1) for d in shape]
+        for a, b, e, st in zip(axes, starts, ends, steps):
+            index[int(a) % rank] = slice(*slice(int(b), int(e), int(st)).indices(shape[int(a) % rank]))
+        return [Node("Relayout", node.name, node.inputs[:1], node.outputs[:1],
+                     {"steps": [("slice", tuple((s.start, s.stop, s.step) for s in index))]})]
+    axis = node.attrs.get("axis", 0) % rank
+    outputs = [o for o in node.outputs]
+    if len(node.inputs) > 1 and node.inputs[1]:
+        sizes = g.const(node.inputs[1])
+        if sizes is None:
+            raise UnsupportedError(node, "computed split sizes", "Split with constant sizes")
+        sizes = [int(v) for v in sizes.reshape(-1)]
+    elif "split" in node.attrs:
+        sizes = list(node.attrs["split"])
+    else:
+        sizes = [g.shape(o)[axis] for o in outputs]
+    nodes, start = [], 0
+    for k, (out, size) in enumerate(zip(outputs, sizes)):
+        index = [(0, d, 1) for d in shape]
+        index[axis] = (start, start + size, 1)
+        start += size
+        if out:
+            nodes.append(Node("Relayout", f"{node.name}/{k}", node.inputs[:1], [out], {"steps": [("slice", tuple(index))]}))
+    return nodes
 
 
 def _spatial_reduce_as_global_pool(g: Graph, node: Node) -> None:
@@ -261,9 +326,9 @@ def activation_attrs(g: Graph, node: Node) -> dict:
 def merge_layout_chains(g: Graph) -> None:
     """Runs of Reshape/Transpose/Flatten/Squeeze/Unsqueeze become one Relayout with the steps listed."""
     for node in list(g.nodes):
-        if node.op not in LAYOUT_OPS or node not in g.nodes:
+        if node.op not in LAYOUT_OPS and node.op != "Relayout" or node not in g.nodes:
             continue
-        steps = [_layout_step(g, node)]
+        steps = list(node.attrs["steps"]) if node.op == "Relayout" else [_layout_step(g, node)]
         first = node
         last = node
         while True:

@@ -79,7 +79,11 @@ def _index_map(node, in_shape, steps):
     idx = np.arange(int(np.prod(in_shape)), dtype=np.int64).reshape(in_shape)
     for kind, arg in steps:
         try:
-            idx = idx.reshape(arg) if kind == "reshape" else idx.transpose(arg)
+            if kind == "slice":
+                # slice.indices() gives stop=-1 for a reversed slice that runs to the start
+                idx = idx[tuple(slice(b, None if e < 0 else e, st) for b, e, st in arg)]
+            else:
+                idx = idx.reshape(arg) if kind == "reshape" else idx.transpose(arg)
         except ValueError as e:
             raise UnsupportedError(node, f"layout step {kind} {list(arg)} on {list(idx.shape)}: {e}", "") from None
     return idx
