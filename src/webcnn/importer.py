@@ -11,7 +11,8 @@ from onnx import numpy_helper, shape_inference
 from .errors import WebcnnError
 from .ir import Graph, Node, Tensor
 
-MIN_OPSET, MAX_OPSET = 11, 21
+# Opsets 22 to 25 only add element types (bfloat16, float8, int4, ...) to the ops webcnn lowers.
+MIN_OPSET, MAX_OPSET = 11, 25
 
 
 def load_model(source, example_input=None) -> onnx.ModelProto:
@@ -145,7 +146,7 @@ def opset_of(model) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
-    raise WebcnnError("the model imports no standard ONNX opset (ai.onnx); webcnn needs opset 11 to 21")
+    raise WebcnnError("the model imports no standard ONNX opset (ai.onnx); webcnn needs opset 11 to 25")
 
 
 def import_onnx(model: onnx.ModelProto, input_shapes=None) -> Graph:
@@ -157,7 +158,13 @@ def import_onnx(model: onnx.ModelProto, input_shapes=None) -> Graph:
         if node.domain not in ("", "ai.onnx"):
             raise WebcnnError(f"unsupported node '{node.name}' (op {node.domain}::{node.op_type}): custom-domain "
                               "ops cannot run in webcnn; re-export with standard ONNX ops")
+    _check_references(model)
     model = fix_input_shapes(model, input_shapes)
+    try:
+        # A first, lenient inference fills in outputs declared without a shape, which the checker requires.
+        model = shape_inference.infer_shapes(model)
+    except Exception:
+        pass
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
@@ -205,6 +212,20 @@ def import_onnx(model: onnx.ModelProto, input_shapes=None) -> Graph:
             raise WebcnnError(f"node '{producer.name}' (op {producer.op}) reads '{name}', which no initializer, "
                               "input or node provides (a missing initializer?). Re-export the model.")
     return Graph(tensors, nodes, inputs, outputs, opset)
+
+
+def _check_references(model) -> None:
+    """Every tensor a node reads must come from an input, an initializer or an earlier node."""
+    known = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+    for k, node in enumerate(model.graph.node):
+        for name in node.input:
+            if name and name not in known:
+                later = any(name in n.output for n in model.graph.node[k:])
+                what = "a later node (the graph is not topologically sorted)" if later else \
+                    "no initializer, input or node (a missing initializer?)"
+                raise WebcnnError(f"node '{node.name or node.op_type}' (op {node.op_type}) reads '{name}', which "
+                                  f"comes from {what}. Re-export the model.")
+        known.update(node.output)
 
 
 def _constant_value(node, attrs, name) -> np.ndarray:
