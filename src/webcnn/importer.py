@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 import onnx
@@ -63,7 +64,8 @@ def _export_torch(module, example_input) -> onnx.ModelProto:
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     module = module.eval()
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         try:
             torch.onnx.export(module, args, buf, opset_version=17, dynamo=False,
                               input_names=[f"input{i}" if i else "input" for i in range(len(args))])

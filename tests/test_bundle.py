@@ -1,0 +1,120 @@
+"""Bundle determinism, the strict Content-Security-Policy page, the server's path checks, GPU-resident outputs."""
+import hashlib
+import json
+import urllib.error
+import urllib.request
+import warnings
+
+import numpy as np
+import pytest
+
+import webcnn
+from webcnn import zoo
+from webcnn.serve import Server
+
+from conftest import assert_close
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def unet_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "unet.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return zoo.export(zoo.build("unet"), (1, 3, 64, 96), str(path))
+
+
+def test_same_model_gives_byte_identical_bundle(tmp_path, unet_onnx):
+    a, b = tmp_path / "a", tmp_path / "b"
+    webcnn.compile(unet_onnx, out_dir=a)
+    webcnn.compile(unet_onnx, out_dir=b)
+    for name in ("model.json", "weights.bin"):
+        assert _digest(a / name) == _digest(b / name), f"{name} differs between two compiles"
+    manifest = json.loads((a / "model.json").read_text())
+    assert manifest["format"] == "webcnn-bundle" and manifest["version"] == 1
+    assert hashlib.sha256((a / "weights.bin").read_bytes()).hexdigest() == manifest["weightsFile"]["sha256"]
+
+
+def test_torch_module_compiles_through_export(browser, tmp_path):
+    import torch
+
+    model = zoo.build("shufflenet_block")
+    x = torch.randn(1, 3, 32, 32)
+    webcnn.compile(model, x, out_dir=tmp_path)
+    outputs, _, _ = browser.run_bundle(tmp_path, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = model(x).numpy()
+    (got,) = outputs.values()
+    assert_close("shufflenet_block", got, ref)
+
+
+def test_runtime_works_under_strict_csp(browser, tmp_path, unet_onnx):
+    """The page loads with `script-src 'self'` (no eval, no inline script) and runs a bundle by itself."""
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    response = browser.page.goto(f"{browser.server.url}/runtime/harness.html?bundle={url}")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-eval" not in csp and "unsafe-inline" not in csp
+    browser.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('{')",
+                                   timeout=120000)
+    status = json.loads(browser.page.text_content("#status"))
+    browser.open("/runtime/harness.html")
+    assert "error" not in status, status
+    assert status["shape"] == [1, 3, 64, 96] and np.isfinite(status["sum"])
+    assert status["violations"] == []
+
+
+def test_server_refuses_path_traversal(tmp_path):
+    (tmp_path / "inside.txt").write_text("ok")
+    (tmp_path.parent / "secret.txt").write_text("secret")
+    with Server({"data": tmp_path}) as server:
+        assert urllib.request.urlopen(f"{server.url}/data/inside.txt").read() == b"ok"
+        for path in ("/data/../secret.txt", "/data/%2e%2e/secret.txt", "/data/..%2fsecret.txt",
+                     "/runtime/../../../../etc/passwd", "/nomount/x"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(server.url + path)
+            assert err.value.code == 404, path
+
+
+def test_outputs_can_stay_on_gpu_and_be_sampled_in_the_same_context(browser, tmp_path, unet_onnx):
+    """runToTexture leaves the output in a texture; the page's own shader reads it without a CPU copy."""
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    result = browser.page.evaluate("""async (url) => {
+      const { load } = await import('/runtime/webcnn.js');
+      const canvas = document.getElementById('display');
+      const model = await load(url, { canvas });
+      const gl = model.gl;
+      const n = model.manifest.inputs[0].shape.reduce((a, b) => a * b, 1);
+      const input = new Float32Array(n).map((_, i) => Math.sin(i * 0.01));
+      const reference = (await model.run(input)).output.data;
+      const out = (await model.runToTexture(input)).output;
+      // The page's own pass: copy channel 0 of the output texture into its own float texture, then read it.
+      const vs = gl.createShader(gl.VERTEX_SHADER);
+      gl.shaderSource(vs, '#version 300 es\\nvoid main(){vec2 p=vec2(float((gl_VertexID<<1)&2),float(gl_VertexID&2));gl_Position=vec4(p*2.0-1.0,0.0,1.0);}');
+      gl.compileShader(vs);
+      const fs = gl.createShader(gl.FRAGMENT_SHADER);
+      gl.shaderSource(fs, '#version 300 es\\nprecision highp float;uniform highp sampler2D t;out vec4 o;void main(){o=texelFetch(t,ivec2(gl_FragCoord.xy),0);}');
+      gl.compileShader(fs);
+      const prog = gl.createProgram(); gl.attachShader(prog, vs); gl.attachShader(prog, fs); gl.linkProgram(prog);
+      const dst = gl.createTexture(); gl.bindTexture(gl.TEXTURE_2D, dst);
+      gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA32F, out.width, out.height);
+      const fb = gl.createFramebuffer(); gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, dst, 0);
+      gl.viewport(0, 0, out.width, out.height); gl.useProgram(prog);
+      gl.activeTexture(gl.TEXTURE0); gl.bindTexture(gl.TEXTURE_2D, out.texture);
+      gl.uniform1i(gl.getUniformLocation(prog, 't'), 0);
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+      const pixels = new Float32Array(out.width * out.height * 4);
+      gl.readPixels(0, 0, out.width, out.height, gl.RGBA, gl.FLOAT, pixels);
+      let err = 0;
+      for (let i = 0; i < out.width * out.height; i++) err = Math.max(err, Math.abs(pixels[i * 4] - reference[i]));
+      const error = gl.getError();
+      model.dispose();
+      return { err, error };
+    }""", url)
+    assert result["error"] == 0
+    assert result["err"] <= 1e-6
