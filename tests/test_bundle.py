@@ -118,3 +118,37 @@ def test_outputs_can_stay_on_gpu_and_be_sampled_in_the_same_context(browser, tmp
     }""", url)
     assert result["error"] == 0
     assert result["err"] <= 1e-6
+
+
+def test_runtime_is_dependency_free_es_modules():
+    import re
+    from pathlib import Path
+
+    runtime = Path(webcnn.__file__).parent / "runtime"
+    for path in runtime.glob("*.js"):
+        for spec in re.findall(r"^\s*(?:import|export)[^;]*?from\s+'([^']+)'", path.read_text(), re.M):
+            assert spec.startswith("./"), f"{path.name} imports {spec}: the runtime must not depend on anything"
+
+
+def test_lost_context_during_run_recovers_with_the_right_result(browser, tmp_path, unet_onnx):
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    result = browser.page.evaluate("""async (url) => {
+      const { load } = await import('/runtime/webcnn.js');
+      const canvas = document.createElement('canvas');
+      const model = await load(url, { canvas, budgetMs: 1 });
+      const n = model.manifest.inputs[0].shape.reduce((a, b) => a * b, 1);
+      const input = new Float32Array(n).map((_, i) => Math.cos(i * 0.003));
+      const reference = (await model.run(input)).output.data;
+      const lose = model.gl.getExtension('WEBGL_lose_context');
+      const pending = model.run(input);
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      lose.loseContext();
+      setTimeout(() => lose.restoreContext(), 50);
+      const after = (await pending).output.data;
+      let err = 0;
+      for (let i = 0; i < after.length; i++) err = Math.max(err, Math.abs(after[i] - reference[i]));
+      return { err, rebuilds: model.stats().rebuilds, n: after.length };
+    }""", url)
+    assert result["rebuilds"] >= 1
+    assert result["err"] <= 1e-6, result

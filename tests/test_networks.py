@@ -7,7 +7,7 @@ from webcnn import zoo
 from webcnn.verify import verify
 
 # Measured fp16 (RGBA16F activations) error on these networks stays well inside this bound.
-FP16_TOLERANCE = 2e-2
+FP16_TOLERANCE = 1e-2
 
 
 @pytest.fixture(scope="module")

@@ -281,6 +281,10 @@ export class Model {
       });
     }
     this.counters.rebuilds++;
+    // A restored context has no extensions enabled: ask for them again.
+    this.caps = capabilities(this.gl, this.options.precision);
+    this.scheduler.timer = this.caps.timer;
+    this.scheduler.reset();
     this.unitList = null;
     this.vao = null;
     await this.build();

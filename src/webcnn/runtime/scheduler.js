@@ -36,6 +36,12 @@ export class Scheduler {
     this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0 };
   }
 
+  // GL objects of a lost context are dead: forget them, keep what was learned about speed.
+  reset() {
+    this.inFlight = null;
+    this.queries = [];
+  }
+
   // Learn FLOP/ms from timer queries where present, else from whether last frame's fence was done in time.
   collect() {
     const gl = this.gl;
