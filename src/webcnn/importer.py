@@ -110,11 +110,13 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelPr
     for inp in inputs:
         ttype = inp.type.tensor_type
         if not inp.type.HasField("tensor_type"):
-            raise WebcnnError(f"input '{inp.name}' is not a tensor; webcnn takes float32 tensor inputs")
+            raise WebcnnError(f"input '{inp.name}'{_readers(model, inp.name)} is not a tensor; webcnn takes float32 "
+                              "tensor inputs")
         if ttype.elem_type != onnx.TensorProto.FLOAT:
             dtype = onnx.TensorProto.DataType.Name(ttype.elem_type)
-            raise WebcnnError(f"input '{inp.name}' has element type {dtype}; webcnn takes float32 inputs. "
-                              "Export the model with a float32 input (convert in the app before calling run).")
+            raise WebcnnError(f"input '{inp.name}'{_readers(model, inp.name)} has element type {dtype}; webcnn takes "
+                              "float32 inputs. Export the model with a float32 input (convert in the app before "
+                              "calling run).")
         dims = ttype.shape.dim
         if inp.name in input_shapes:
             shape = input_shapes[inp.name]
@@ -132,6 +134,9 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelPr
             if not ttype.HasField("shape"):
                 raise WebcnnError(f"input '{inp.name}' has no shape; pass --input-shape {inp.name}=1,3,H,W")
             for i, d in enumerate(dims):
+                if d.HasField("dim_value") and d.dim_value == 0:
+                    raise WebcnnError(f"input '{inp.name}'{_readers(model, inp.name)} is empty (dimension {i} is 0); "
+                                      "webcnn runs tensors with at least one element")
                 if not (d.HasField("dim_value") and d.dim_value > 0):
                     sym = d.dim_param or "?"
                     raise WebcnnError(f"input '{inp.name}' has a symbolic dimension {i} ('{sym}'); webcnn compiles "
@@ -144,6 +149,14 @@ def fix_input_shapes(model: onnx.ModelProto, input_shapes: dict) -> onnx.ModelPr
     return model
 
 
+def _readers(model, name) -> str:
+    """' (read by node 'n' (op Conv))', to name the op in an error about one of its inputs."""
+    for node in model.graph.node:
+        if name in node.input:
+            return f" (read by node '{node.name or node.output[0]}' (op {node.op_type}))"
+    return ""
+
+
 def opset_of(model) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -154,8 +167,10 @@ def opset_of(model) -> int:
 def import_onnx(model: onnx.ModelProto, input_shapes=None) -> Graph:
     opset = opset_of(model)
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise WebcnnError(f"the model uses ONNX opset {opset}; webcnn supports opsets {MIN_OPSET} to {MAX_OPSET}. "
-                          "Re-export with opset_version=17 or convert with onnx.version_converter.")
+        ops = sorted({n.op_type for n in model.graph.node})
+        listed = ", ".join(ops[:8]) + (", ..." if len(ops) > 8 else "")
+        raise WebcnnError(f"the model uses ONNX opset {opset} (ops {listed}); webcnn supports opsets {MIN_OPSET} to "
+                          f"{MAX_OPSET}. Re-export with opset_version=17 or convert with onnx.version_converter.")
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise WebcnnError(f"unsupported node '{node.name}' (op {node.domain}::{node.op_type}): custom-domain "

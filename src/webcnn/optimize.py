@@ -106,12 +106,14 @@ def _infer_node_shapes(g: Graph, node: Node) -> None:
 def drop_noops(g: Graph) -> None:
     for node in list(g.nodes):
         if node.op in ("Identity", "Dropout") or node.op == "Expand" and g.shape(node.inputs[0]) == g.shape(node.outputs[0]):
-            if len(node.outputs) > 1 and node.outputs[1] and g.consumers(node.outputs[1]):
-                raise UnsupportedError(node, "the Dropout mask output is used", "Dropout with its mask unused")
-            g.nodes.remove(node)
+            if node.op == "Dropout":
+                _check_inference_dropout(g, node)
             src, dst = node.inputs[0], node.outputs[0]
-            if dst in g.outputs and src in g.inputs + g.outputs:
-                raise UnsupportedError(node, "an output that is a plain copy of an input", "")
+            if dst in g.outputs and (src in g.inputs + g.outputs or g.producer(src) is None):
+                # An output that copies an input (or another output) keeps a copy pass: it needs its own texture.
+                g.nodes[g.nodes.index(node)] = Node("Identity", node.name, [src], [dst])
+                continue
+            g.nodes.remove(node)
             if dst in g.outputs:  # keep the output's name: rename the source instead
                 prod = g.producer(src)
                 prod.outputs = [dst if o == src else o for o in prod.outputs]
@@ -120,16 +122,32 @@ def drop_noops(g: Graph) -> None:
                 g.rename_uses(dst, src)
 
 
+def _check_inference_dropout(g: Graph, node: Node) -> None:
+    """Dropout is a no-op only in inference: no mask read, and no training_mode with a non-zero ratio."""
+    if len(node.outputs) > 1 and node.outputs[1] and (g.consumers(node.outputs[1]) or node.outputs[1] in g.outputs):
+        raise UnsupportedError(node, "the Dropout mask output is used", "Dropout with its mask unused")
+    training = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    if training is None:
+        return
+    if g.const(training) is None:
+        raise UnsupportedError(node, "training_mode is a computed tensor", "inference-mode Dropout")
+    ratio = g.const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else np.array(0.5)
+    if bool(g.const(training)) and (ratio is None or float(ratio) != 0.0):
+        raise UnsupportedError(node, "training_mode=1 drops values at random", "inference-mode Dropout")
+
+
 def canonicalise(g: Graph) -> None:
     """Gemm / MatMul heads become 1x1 Conv, standalone BatchNormalization becomes a per-channel affine."""
     for node in list(g.nodes):
         i = g.nodes.index(node)
         if node.op in ("ReduceMean", "ReduceMax"):
             _spatial_reduce_as_global_pool(g, node)
+        elif node.op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool") and len(g.shape(node.inputs[0])) == 3:
+            g.nodes[i:i + 1] = _1d_as_2d(g, node)
         elif node.op in ("Slice", "Split"):
             g.nodes[i:i + 1] = _slices_as_relayouts(g, node)
         elif node.op in ("Gemm", "MatMul"):
-            g.nodes[i] = _matmul_as_conv(g, node)
+            g.nodes[i:i + 1] = _matmul_as_conv(g, node)
         elif node.op == "BatchNormalization":
             scale, shift = _batchnorm_affine(g, node)
             x = node.inputs[0]
@@ -178,6 +196,33 @@ def _slices_as_relayouts(g: Graph, node: Node) -> list[Node]:
     return nodes
 
 
+def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
+    """A 1-D conv or pool over [N, C, L] runs as the 2-D one over [N, C, 1, L], between two relayouts."""
+    (n, c, length), out_shape = g.shape(node.inputs[0]), g.shape(node.outputs[0])
+    make = type(g.tensors[node.inputs[0]])
+    x2, y2 = node.name + "/2d_in", node.name + "/2d_out"
+    g.tensors[x2] = make(x2, (n, c, 1, length))
+    g.tensors[y2] = make(y2, (out_shape[0], out_shape[1], 1, out_shape[2]))
+    attrs = dict(node.attrs)
+    for key, pad_value in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("output_padding", 0),
+                           ("output_shape", 1)):
+        if key in attrs:
+            attrs[key] = [pad_value] + list(attrs[key])
+    if "pads" in attrs:
+        attrs["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
+    inputs = [x2] + list(node.inputs[1:])
+    if node.op in ("Conv", "ConvTranspose"):
+        w = g.const(node.inputs[1])
+        if w is None:
+            raise UnsupportedError(node, "the weight is not a constant", "constant weights")
+        wname = node.name + "/2d_weight"
+        g.tensors[wname] = make(wname, w.shape[:2] + (1,) + w.shape[2:], w.reshape(w.shape[:2] + (1,) + w.shape[2:]))
+        inputs[1] = wname
+    return [Node("Relayout", node.name + "/to_2d", [node.inputs[0]], [x2], {"steps": [("reshape", g.shape(x2))]}),
+            Node(node.op, node.name, inputs, [y2] + node.outputs[1:], attrs),
+            Node("Relayout", node.name + "/from_2d", [y2], node.outputs[:1], {"steps": [("reshape", out_shape)]})]
+
+
 def _spatial_reduce_as_global_pool(g: Graph, node: Node) -> None:
     """mean/max over H and W (torch's x.mean((2, 3))) is a global pool, plus a reshape when keepdims=0."""
     shape = g.shape(node.inputs[0])
@@ -214,36 +259,91 @@ def _batchnorm_affine(g, node):
     return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
 
 
-def _matmul_as_conv(g: Graph, node: Node) -> Node:
+def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
     a_name, b_name = node.inputs[0], node.inputs[1]
     a_shape = g.shape(a_name)
     b = g.const(b_name)
     if b is None:
-        raise UnsupportedError(node, "the second operand is not a constant", f"{node.op} with constant weights (classifier heads)")
+        raise UnsupportedError(node, "the second operand is not a constant", f"{node.op} with constant weights")
+    b = b.astype(np.float32)
+    trans_a = node.op == "Gemm" and node.attrs.get("transA", 0)
     if node.op == "Gemm":
-        if node.attrs.get("transA", 0):
-            raise UnsupportedError(node, "transA=1", "Gemm with transA=0 on a [1, K] input")
-        b = b.T if node.attrs.get("transB", 0) else b
-        b = b * node.attrs.get("alpha", 1.0)
-    if not (len(a_shape) == 2 and a_shape[0] == 1 or len(a_shape) == 1) or b.ndim != 2:
-        raise UnsupportedError(node, f"input shape {list(a_shape)} with weight shape {list(b.shape)}",
-                               f"{node.op} as a classifier head: input [1, K] (or [K]) times a constant [K, N]")
-    k, n = b.shape
-    weight = np.ascontiguousarray(b.T.reshape(n, k, 1, 1)).astype(np.float32)
-    wname = node.name + "/weight"
-    g.tensors[wname] = type(g.tensors[b_name])(wname, weight.shape, weight)
-    inputs = [a_name, wname]
+        b = (b.T if node.attrs.get("transB", 0) else b) * node.attrs.get("alpha", 1.0)
+    b = b.reshape(-1, 1) if b.ndim == 1 else b  # [K] weights: a matrix of one column, squeezed by the output shape
+    k_a = a_shape[0] if trans_a else a_shape[-1]
+    if b.shape[-2] != k_a:
+        raise UnsupportedError(node, f"input shape {list(a_shape)} with weight shape {list(b.shape)}", "")
+    k, n = b.shape[-2:]
+    bias, full_bias = None, None
     if node.op == "Gemm" and len(node.inputs) > 2 and node.inputs[2]:
         c = g.const(node.inputs[2])
         if c is None:
             raise UnsupportedError(node, "input C is not a constant", "Gemm with a constant bias")
-        if c.size not in (1, n) or (c.ndim == 2 and c.shape[0] != 1):
-            raise UnsupportedError(node, f"bias shape {list(c.shape)}", "a bias of shape [N], [1, N] or scalar")
-        bias = (np.broadcast_to(c.reshape(-1), (n,)) * node.attrs.get("beta", 1.0)).astype(np.float32)
+        c = c.astype(np.float32) * node.attrs.get("beta", 1.0)
+        if c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1):
+            bias = np.broadcast_to(c.reshape(-1), (n,)).astype(np.float32)
+        else:
+            full_bias = c
+    # With a full [M, N] bias the product goes to a tensor of its own, and an Add makes the output.
+    product = node.outputs[0] if full_bias is None else node.outputs[0] + "/matmul"
+    if full_bias is not None:
+        g.tensors[product] = type(g.tensors[a_name])(product, g.shape(node.outputs[0]))
+    if not trans_a and b.ndim == 2 and (len(a_shape) == 1 or len(a_shape) == 2 and a_shape[0] == 1):
+        # A classifier head: the [1, K] vector already lies along the channels, so a plain 1x1 conv.
+        conv_in, conv_out, groups = a_name, product, 1
+        attrs = {"kernel_shape": [1, 1], "head": True}
+        weight = np.ascontiguousarray(b.T.reshape(n, k, 1, 1))
+        nodes = []
+    else:
+        nodes, conv_in, conv_out, groups, weight = _matmul_relayouts(g, node, a_shape, b, trans_a, product)
+        attrs = {"kernel_shape": [1, 1], "group": groups}
+    wname = node.name + "/weight"
+    g.tensors[wname] = type(g.tensors[a_name])(wname, weight.shape, weight.astype(np.float32))
+    inputs = [conv_in, wname]
+    if bias is not None:
         bname = node.name + "/bias"
-        g.tensors[bname] = type(g.tensors[b_name])(bname, bias.shape, bias)
+        bias = np.tile(bias, groups)
+        g.tensors[bname] = type(g.tensors[a_name])(bname, bias.shape, bias)
         inputs.append(bname)
-    return Node("Conv", node.name, inputs, node.outputs, {"kernel_shape": [1, 1], "head": True})
+    nodes.insert(1 if nodes else 0, Node("Conv", node.name, inputs, [conv_out], attrs))
+    if full_bias is not None:
+        cname = node.name + "/C"
+        g.tensors[cname] = type(g.tensors[a_name])(cname, full_bias.shape, full_bias)
+        nodes.append(Node("Add", node.name + "/bias", [product, cname], [node.outputs[0]]))
+    return nodes
+
+
+def _matmul_relayouts(g, node, a_shape, b, trans_a, product):
+    """A general [..., M, K] x constant [..., K, N] as a 1x1 conv: K moves onto the channels and M onto the height.
+
+    Batches that share one weight matrix fold into M; batched weights become conv groups.
+    Returns (nodes [relayout in, relayout out], conv input, conv output, groups, conv weight)."""
+    steps, shape = [], tuple(a_shape)
+    if trans_a:
+        steps.append(("transpose", (1, 0)))
+        shape = shape[::-1]
+    if len(shape) == 1:
+        shape = (1,) + shape
+    *ba, m, k = shape
+    *bb, _, n = b.shape
+    bo = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
+    if all(d == 1 for d in bb):
+        groups, rows, w = 1, int(np.prod(ba, dtype=np.int64)) * m, b.reshape(1, k, n)
+    else:
+        groups, rows = int(np.prod(bo, dtype=np.int64)), m
+        if tuple(ba) != bo:
+            steps.append(("broadcast", bo + (m, k)))
+        w = np.broadcast_to(b, bo + (k, n)).reshape(groups, k, n)
+    steps += [("reshape", (groups, rows, k)), ("transpose", (0, 2, 1)), ("reshape", (1, groups * k, rows, 1))]
+    make = type(g.tensors[node.inputs[0]])
+    conv_in, conv_out = node.name + "/rows", node.name + "/cols"
+    g.tensors[conv_in] = make(conv_in, (1, groups * k, rows, 1))
+    g.tensors[conv_out] = make(conv_out, (1, groups * n, rows, 1))
+    back = [("reshape", (groups, n, rows)), ("transpose", (0, 2, 1)), ("reshape", g.shape(node.outputs[0]))]
+    nodes = [Node("Relayout", node.name + "/to_conv", [node.inputs[0]], [conv_in], {"steps": steps}),
+             Node("Relayout", node.name + "/from_conv", [conv_out], [product], {"steps": back})]
+    weight = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(groups * n, k, 1, 1)
+    return nodes, conv_in, conv_out, groups, weight
 
 
 def _single_use(g: Graph, name: str) -> bool:

@@ -110,7 +110,7 @@ def register(*ops, attrs=None):
 
 def supported_ops() -> list[str]:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401
-    internal = {"ChannelAffine", "Relayout"}
+    internal = {"ChannelAffine", "Relayout", "Identity"}
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
               "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"]
     return sorted(set(OPS) - internal) + folded

@@ -35,7 +35,8 @@ def _begin_pads(node, in_hw, out_hw, kernel, strides, dilations, transposed):
             total = strides[i] * (in_hw[i] - 1) + out_pad + extent - out_hw[i]
         else:
             total = max((math.ceil(in_hw[i] / strides[i]) - 1) * strides[i] + extent - in_hw[i], 0)
-        begins.append(total - total // 2 if mode == "SAME_LOWER" else total // 2)
+        # Only SAME_UPPER puts the smaller half first; explicit output_shape pads like SAME_LOWER (ONNX spec).
+        begins.append(total // 2 if mode == "SAME_UPPER" else total - total // 2)
     return begins
 
 

@@ -8,6 +8,7 @@ from ..ir import chw, chw_groups
 from . import register
 from .activations import ACTIVATIONS, activation_glsl
 from .core import float_literal
+from .misc import gathered_view
 
 BINARY = {
     "Add": "a + b", "Sub": "a - b", "Mul": "a * b", "Div": "a / b",
@@ -25,27 +26,31 @@ def _operand(lw, node, name, out_shape, fn, const=None):
     if len(shape) > len(out_shape):
         raise UnsupportedError(node, f"operand '{name}' has higher rank than the output", "")
     aligned = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    if any(a not in (1, o) for a, o in zip(aligned, out_shape)):
+        raise UnsupportedError(node, f"broadcasting {list(shape)} to {list(out_shape)}", "numpy broadcasting")
+    # Within each of the output's (C, H, W) axis groups the operand either matches or is broadcast as a whole;
+    # a group it only partly matches (a per-channel value across a batch) is repeated across that group first.
+    target = list(aligned)
     dims = []
     for group in chw_groups(out_shape):
         ours = [aligned[a] for a in group]
-        theirs = [out_shape[a] for a in group]
-        if ours == theirs:
-            dims.append(int(np.prod(theirs)) if group else 1)
-        elif all(d == 1 for d in ours):
-            dims.append(1)
+        if any(d != 1 for d in ours):
+            for a in group:
+                target[a] = out_shape[a]
+            dims.append(int(np.prod([out_shape[a] for a in group])))
         else:
-            raise UnsupportedError(node, f"broadcasting {list(shape)} to {list(out_shape)}",
-                                   "scalar, per-channel, same-shape and size-1-axis broadcasting")
+            dims.append(1)
     if const is not None:
-        const = const.astype(np.float32)
+        const = np.broadcast_to(const.astype(np.float32).reshape(aligned), target)
         if const.size == 1:
             return f"vec4({float_literal(const.reshape(-1)[0])})", {}
-        view = lw.const_view(node.name + "/" + name, const.reshape(dims))
+        view = lw.const_view(node.name + "/" + name, np.ascontiguousarray(const).reshape(dims))
     else:
         view = lw.view(node, name)
         if (view.channels, view.height, view.width) != tuple(dims):
-            raise UnsupportedError(node, f"broadcasting {list(shape)} to {list(out_shape)} across the batch axis",
-                                   "batch-1 broadcasting")
+            # The operand's own texture layout does not line up with the output's: copy it into one that does.
+            index = np.broadcast_to(np.arange(int(np.prod(shape))).reshape(aligned), target)
+            view = gathered_view(lw, node, view, np.ascontiguousarray(index).reshape(dims))
     c, h, w = dims
     out_c = chw(out_shape)[0]
     expr = f"{fn}({'0' if c == 1 else 't'}, {'0' if h == 1 else 'oy'}, {'0' if w == 1 else 'ox'})"
@@ -91,13 +96,18 @@ def lower_unary(lw, node):
     lw.emit(node, body, {"X": x}, out, 8.0)
 
 
+@register("Identity", attrs=[])
+def lower_copy(lw, node):
+    """Only an output that copies an input is left as Identity after optimize (see drop_noops)."""
+    x = lw.view(node, node.inputs[0])
+    lw.emit(node, "  v = X(t, oy, ox);\n", {"X": x}, lw.output_view(node.outputs[0]), 1.0)
+
+
 @register("ChannelAffine", attrs=[])
 def lower_affine(lw, node):
     """Inference BatchNormalization not folded into a conv: x * scale + shift per channel (axis 1)."""
     g = lw.g
     shape = g.shape(node.inputs[0])
-    if shape[0] != 1:
-        raise UnsupportedError(node, f"input shape {list(shape)}", "BatchNormalization on batch-1 input")
     inputs, exprs = {"X": lw.view(node, node.inputs[0])}, []
     for fn, name in (("S", node.inputs[1]), ("B", node.inputs[2])):
         per_channel = g.const(name).reshape((1, -1) + (1,) * (len(shape) - 2))

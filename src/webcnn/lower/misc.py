@@ -79,11 +79,14 @@ def _index_map(node, in_shape, steps):
     idx = np.arange(int(np.prod(in_shape)), dtype=np.int64).reshape(in_shape)
     for kind, arg in steps:
         try:
-            if kind == "slice":
-                # slice.indices() gives stop=-1 for a reversed slice that runs to the start
+            if kind == "reshape":
+                idx = idx.reshape(arg)
+            elif kind == "transpose":
+                idx = idx.transpose(arg)
+            elif kind == "slice":  # from Slice/Split; slice.indices() gives stop=-1 for a reversal to the start
                 idx = idx[tuple(slice(b, None if e < 0 else e, st) for b, e, st in arg)]
-            else:
-                idx = idx.reshape(arg) if kind == "reshape" else idx.transpose(arg)
+            else:  # "broadcast": repeat size-1 axes, as Expand and batched MatMul need
+                idx = np.broadcast_to(idx, arg)
         except ValueError as e:
             raise UnsupportedError(node, f"layout step {kind} {list(arg)} on {list(idx.shape)}: {e}", "") from None
     return idx
@@ -97,15 +100,28 @@ def lower_relayout(lw, node):
     src = _index_map(node, in_shape, node.attrs["steps"])
     if tuple(src.shape) != tuple(out_shape):
         raise UnsupportedError(node, f"layout steps give {list(src.shape)}, expected {list(out_shape)}", "")
-    c, h, w = chw(out_shape)
-    ci, hi, wi = x.channels, x.height, x.width
-    flat = src.reshape(c, h, w)
-    if (c, h, w) == (ci, hi, wi) and np.array_equal(flat.reshape(-1), np.arange(flat.size)):
+    flat = src.reshape(chw(out_shape))
+    if flat.shape == (x.channels, x.height, x.width) and np.array_equal(flat.reshape(-1), np.arange(flat.size)):
         lw.views[node.outputs[0]] = x  # a pure reshape that keeps the texture layout: no pass
         return
-    if float(flat.size) >= 2 ** 24:
+    gather(lw, node, x, flat, lw.output_view(node.outputs[0]))
+
+
+def gathered_view(lw, node, x, flat):
+    """A new tensor laid out as flat.shape (C, H, W) whose element i is element flat[i] of x (row-major)."""
+    c, h, w = flat.shape
+    out = View(c, h, w, [lw.new_storage(c, h, w)])
+    gather(lw, node, x, flat, out)
+    lw.passes[-1].op = f"{node.op}:relayout"
+    return out
+
+
+def gather(lw, node, x, flat, out):
+    """One pass that writes out[c, y, x] = x.flat[flat[c, y, x]], the row-major index into x's (C, H, W)."""
+    c, h, w = flat.shape
+    ci, hi, wi = x.channels, x.height, x.width
+    if float(flat.size) >= 2 ** 24 or float(ci * hi * wi) >= 2 ** 24:
         raise UnsupportedError(node, "a relayout of more than 16M elements", "smaller tensors")
-    out = lw.output_view(node.outputs[0])
     src_c = flat // (hi * wi)
     same_pixel = (h, w) == (hi, wi) and np.array_equal(flat % (hi * wi), np.arange(h * w).reshape(1, h, w).repeat(c, 0))
     if same_pixel and np.all(src_c == src_c[:, :1, :1]):
@@ -114,14 +130,14 @@ def lower_relayout(lw, node):
         body = "  vec4 src = P(t, 0, 0);\n"
         for lane in range(4):
             body += f"  {{ int c = int(src[{lane}]); v[{lane}] = X(c / 4, oy, ox)[c % 4]; }}\n"
-        lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0)
+        lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0, epilogue=False)
         return
-    table = lw.const_view(node.name + "/index", flat.astype(np.float32))
+    table = lw.const_view(node.name + f"/index{len(lw.weights)}", flat.astype(np.float32))
     body = "  vec4 src = I(t, oy, ox);\n"
     for lane in range(4):
         body += (f"  {{ int f = int(src[{lane}]); int c = f / {hi * wi}; int r = f - c * {hi * wi};\n"
                  f"    int y = r / {wi}; v[{lane}] = X(c / 4, y, r - y * {wi})[c % 4]; }}\n")
-    lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0)
+    lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0, epilogue=False)
 
 
 @register("Pad", attrs=["mode", "pads", "value"])
@@ -179,29 +195,39 @@ def lower_softmax(lw, node):
     x = lw.view(node, node.inputs[0])
     groups = chw_groups(shape)
     reduced = list(range(axis, rank)) if g.opset < 13 else [axis]
-    over_channels = set(a for a in reduced if shape[a] > 1) <= set(groups[0]) and \
-        all(shape[a] == 1 for a in groups[0] if a < axis)
+    big = set(a for a in reduced if shape[a] > 1)
+    over_channels = big <= set(groups[0]) and all(shape[a] == 1 for a in groups[0] if a < axis)
     over_all = g.opset < 13 and all(shape[a] == 1 for a in range(axis))
-    if not (over_channels or over_all):
+    spatial = "oy" if big <= set(groups[1]) else "ox" if big <= set(groups[2]) else None
+    if not (over_channels or over_all or spatial):
         raise UnsupportedError(node, f"axis={node.attrs.get('axis')} on shape {list(shape)}",
-                               "softmax over the channels of NCHW, or over the last axis of a [1, N] vector")
+                               "softmax over the channels of NCHW, over one axis that is the height or width "
+                               "of the texture layout, or over the whole of a [1, ...] tensor")
     out = lw.output_view(node.outputs[0])
     s_last = x.slices - 1
     lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
-    if over_channels:
-        loop_open, loop_close, at = f"  for (int s = 0; s < {x.slices}; ++s) {{\n", "  }\n", "s, oy, ox"
-        flops = 12.0 * x.slices
+    if spatial and not over_channels:
+        # Each lane is its own channel: per-lane max and sum along one row or column.
+        n = x.height if spatial == "oy" else x.width
+        at = "t, i, ox" if spatial == "oy" else "t, oy, i"
+        body = (f"  vec4 m = vec4(-3.4e38);\n  for (int i = 0; i < {n}; ++i) m = max(m, X({at}));\n"
+                f"  vec4 sum = vec4(0.0);\n  for (int i = 0; i < {n}; ++i) sum += exp(X({at}) - m);\n")
+        flops = 12.0 * n
     else:
-        loop_open = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
-                     f" for (int x = 0; x < {x.width}; ++x) {{\n")
-        loop_close, at = "  }\n", "s, y, x"
-        flops = 12.0 * x.slices * x.height * x.width
-    body = ("  float m = -3.4e38;\n" + loop_open +
-            f"    vec4 a = X({at}); if (s == {s_last}) a = mix(vec4(-3.4e38), a, {lanes});\n"
-            "    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));\n" + loop_close +
-            "  float sum = 0.0;\n" + loop_open +
-            f"    vec4 e = exp(X({at}) - m); if (s == {s_last}) e *= {lanes};\n"
-            "    sum += dot(e, vec4(1.0));\n" + loop_close)
+        if over_channels:
+            loop_open, loop_close, at = f"  for (int s = 0; s < {x.slices}; ++s) {{\n", "  }\n", "s, oy, ox"
+            flops = 12.0 * x.slices
+        else:
+            loop_open = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
+                         f" for (int x = 0; x < {x.width}; ++x) {{\n")
+            loop_close, at = "  }\n", "s, y, x"
+            flops = 12.0 * x.slices * x.height * x.width
+        body = ("  float m = -3.4e38;\n" + loop_open +
+                f"    vec4 a = X({at}); if (s == {s_last}) a = mix(vec4(-3.4e38), a, {lanes});\n"
+                "    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));\n" + loop_close +
+                "  float sum = 0.0;\n" + loop_open +
+                f"    vec4 e = exp(X({at}) - m); if (s == {s_last}) e *= {lanes};\n"
+                "    sum += dot(e, vec4(1.0));\n" + loop_close)
     if node.op == "Softmax":
         body += "  v = exp(X(t, oy, ox) - m) / sum;\n"
     else:

@@ -30,7 +30,7 @@ def lower_pool(lw, node):
     g = lw.g
     if len(g.shape(node.inputs[0])) != 4:
         raise UnsupportedError(node, f"input of rank {len(g.shape(node.inputs[0]))}", "2-D pooling on NCHW input")
-    if len(node.outputs) > 1 and node.outputs[1] and g.consumers(node.outputs[1]):
+    if len(node.outputs) > 1 and node.outputs[1] and (g.consumers(node.outputs[1]) or node.outputs[1] in g.outputs):
         raise UnsupportedError(node, "the Indices output is used", "MaxPool with only its values used")
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
@@ -39,8 +39,6 @@ def lower_pool(lw, node):
     dilations = node.attrs.get("dilations", [1, 1])
     pt, pl, pb, pr = _window_origin(lw, node, x, out, kernel, strides, dilations)
     is_max = node.op == "MaxPool"
-    if not is_max and dilations != [1, 1]:
-        raise UnsupportedError(node, "dilations on AveragePool", "AveragePool without dilation")
     head = (f"  int y0 = oy * {strides[0]} - {pt}; int x0 = ox * {strides[1]} - {pl};\n"
             + ("  vec4 acc = vec4(-3.4e38);\n" if is_max else "  vec4 acc = vec4(0.0); float n = 0.0;\n")
             + f"  for (int ky = 0; ky < {kernel[0]}; ++ky) {{\n"

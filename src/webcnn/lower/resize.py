@@ -9,12 +9,15 @@ from .core import float_literal
 
 RESIZE_ATTRS = ["mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
                 "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"]
+# x_original from the output coordinate {o}; the constants come from _axis_constants.
 TRANSFORMS = {
     "half_pixel": "(float({o}) + 0.5) / {s} - 0.5",
-    "pytorch_half_pixel": "({n_out} > 1 ? (float({o}) + 0.5) / {s} - 0.5 : 0.0)",
-    "align_corners": "({n_out} > 1 ? float({o}) * {ratio} : 0.0)",
+    "half_pixel_symmetric": "{offset} + (float({o}) + 0.5) / {s} - 0.5",
+    "pytorch_half_pixel": "(float({o}) + 0.5) / {s} - 0.5",
+    "align_corners": "float({o}) * {ratio}",
     "asymmetric": "float({o}) / {s}",
     "tf_half_pixel_for_nn": "(float({o}) + 0.5) / {s}",
+    "tf_crop_and_resize": "{offset} + float({o}) * {ratio}",
 }
 NEAREST = {
     "round_prefer_floor": "int(ceil({c} - 0.5))",
@@ -28,6 +31,34 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _axis_constants(transform, n_in, n_out, scale, roi):
+    """Compile-time constants of one axis. Like ONNX's reference, the resized length is scale * n_in, not rounded."""
+    length = scale * n_in
+    consts = {"s": float_literal(scale), "offset": "0.0", "ratio": "0.0"}
+    if transform == "half_pixel_symmetric":
+        consts["offset"] = float_literal(n_in / 2 * (1 - n_out / length))
+    elif transform == "align_corners" and length != 1:
+        consts["ratio"] = float_literal((n_in - 1) / (length - 1))
+    elif transform == "tf_crop_and_resize":
+        start, end = roi
+        if length == 1:
+            consts["offset"] = float_literal((end - start) * (n_in - 1) / 2 + start * (n_in - 1))
+        else:
+            consts["offset"] = float_literal(start * (n_in - 1))
+            consts["ratio"] = float_literal((end - start) * (n_in - 1) / (length - 1))
+    elif transform == "pytorch_half_pixel" and length == 1:
+        return "-0.5", consts
+    return TRANSFORMS[transform], consts
+
+
+def _per_axis(values, axes, fill):
+    """Spread a scales/sizes/roi-half vector given for `axes` (default: all four) over the 4 NCHW axes."""
+    full = list(fill)
+    for a, value in zip(axes if axes is not None else range(4), values):
+        full[a % 4] = float(value)
+    return full
+
+
 @register("Resize", "Upsample", attrs=RESIZE_ATTRS)
 def lower_resize(lw, node):
     g = lw.g
@@ -36,24 +67,39 @@ def lower_resize(lw, node):
         raise UnsupportedError(node, f"resizing {list(x_shape)} to {list(out_shape)}",
                                "resizing the H and W axes of an NCHW tensor")
     mode = _text(node.attrs.get("mode", "nearest"))
+    in_hw = [float(d) for d in x_shape]
+    roi = [(0.0, 1.0)] * 4
     if node.op == "Upsample":
         transform, nearest_mode = "asymmetric", "floor"
         scales = g.const(node.inputs[1]) if len(node.inputs) > 1 else np.array(node.attrs.get("scales"))
+        if scales is None:
+            raise UnsupportedError(node, "scales is a computed tensor", "constant scales")
+        scales = [float(v) for v in scales.reshape(-1)]
     else:
         transform = _text(node.attrs.get("coordinate_transformation_mode", "half_pixel"))
         nearest_mode = _text(node.attrs.get("nearest_mode", "round_prefer_floor"))
-        scales = g.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
         if node.attrs.get("antialias", 0):
             raise UnsupportedError(node, "antialias=1", "antialias=0")
-        policy = _text(node.attrs.get("keep_aspect_ratio_policy", "stretch"))
-        if policy != "stretch" and not (scales is not None and scales.size):
-            raise UnsupportedError(node, f"keep_aspect_ratio_policy='{policy}'", "stretch")
         axes = node.attrs.get("axes")
-        if axes is not None and scales is not None and scales.size:
-            full = np.ones(4, np.float32)
-            for a, sc in zip(axes, scales):
-                full[a % 4] = sc
-            scales = full
+        consts = [g.const(n) if n else None for n in (list(node.inputs[1:4]) + ["", "", ""])[:3]]
+        if any(c is None and n for c, n in zip(consts, node.inputs[1:4])):
+            raise UnsupportedError(node, "roi, scales or sizes is a computed tensor", "constant roi, scales and sizes")
+        roi_in, scales_in, sizes_in = (c.reshape(-1) if c is not None and c.size else None for c in consts)
+        if scales_in is not None:
+            scales = _per_axis(scales_in, axes, [1.0] * 4)
+        else:
+            scales = [o / i for o, i in zip(out_shape, x_shape)]
+            policy = _text(node.attrs.get("keep_aspect_ratio_policy", "stretch"))
+            if policy != "stretch":
+                # One scale for every resized axis: the largest that fits (not_larger) or the smallest that covers.
+                resized = [a % 4 for a in axes] if axes is not None else list(range(4))
+                ratios = [_per_axis(sizes_in, axes, x_shape)[a] / x_shape[a] for a in resized]
+                scale = min(ratios) if policy == "not_larger" else max(ratios)
+                scales = [scale if a in resized else 1.0 for a in range(4)]
+        if transform == "tf_crop_and_resize" and roi_in is not None:
+            n = len(roi_in) // 2
+            starts, ends = _per_axis(roi_in[:n], axes, [0.0] * 4), _per_axis(roi_in[n:], axes, [1.0] * 4)
+            roi = list(zip(starts, ends))
     if mode not in ("nearest", "linear", "bilinear"):
         raise UnsupportedError(node, f"mode='{mode}'", "nearest, linear")
     if transform not in TRANSFORMS:
@@ -62,24 +108,27 @@ def lower_resize(lw, node):
         raise UnsupportedError(node, f"nearest_mode='{nearest_mode}'", ", ".join(NEAREST))
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
-    coords = {}
-    for axis, (o, n_in, n_out) in {"y": ("oy", x.height, out.height), "x": ("ox", x.width, out.width)}.items():
-        scale = float(scales[2 if axis == "y" else 3]) if scales is not None and scales.size else n_out / n_in
-        ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-        coords[axis] = TRANSFORMS[transform].format(o=o, s=float_literal(scale), n_out=n_out,
-                                                     ratio=float_literal(ratio))
+    body = ""
+    for axis, c, o in ((2, "cy", "oy"), (3, "cx", "ox")):
+        template, consts = _axis_constants(transform, in_hw[axis], out_shape[axis], scales[axis], roi[axis])
+        body += f"  float {c} = {template.format(o=o, **consts)};\n"
     if mode == "nearest":
         rnd = NEAREST[nearest_mode]
-        body = (f"  int iy = clamp({rnd.format(c=coords['y'])}, 0, {x.height - 1});\n"
-                f"  int ix = clamp({rnd.format(c=coords['x'])}, 0, {x.width - 1});\n"
-                "  v = X(t, iy, ix);\n")
+        body += (f"  int iy = clamp({rnd.format(c='cy')}, 0, {x.height - 1});\n"
+                 f"  int ix = clamp({rnd.format(c='cx')}, 0, {x.width - 1});\n"
+                 "  v = X(t, iy, ix);\n")
         flops = 1.0
     else:
-        body = (f"  float fy = clamp({coords['y']}, 0.0, {float(x.height - 1)});\n"
-                f"  float fx = clamp({coords['x']}, 0.0, {float(x.width - 1)});\n"
-                "  int y0 = int(floor(fy)); int x0 = int(floor(fx));\n"
-                f"  int y1 = min(y0 + 1, {x.height - 1}); int x1 = min(x0 + 1, {x.width - 1});\n"
-                "  float wy = fy - float(y0); float wx = fx - float(x0);\n"
-                "  v = mix(mix(X(t, y0, x0), X(t, y0, x1), wx), mix(X(t, y1, x0), X(t, y1, x1), wx), wy);\n")
+        body += (f"  float fy = clamp(cy, 0.0, {float(x.height - 1)});\n"
+                 f"  float fx = clamp(cx, 0.0, {float(x.width - 1)});\n"
+                 "  int y0 = int(floor(fy)); int x0 = int(floor(fx));\n"
+                 f"  int y1 = min(y0 + 1, {x.height - 1}); int x1 = min(x0 + 1, {x.width - 1});\n"
+                 "  float wy = fy - float(y0); float wx = fx - float(x0);\n"
+                 "  v = mix(mix(X(t, y0, x0), X(t, y0, x1), wx), mix(X(t, y1, x0), X(t, y1, x1), wx), wy);\n")
         flops = 24.0
+    if transform == "tf_crop_and_resize":
+        # TF's CropAndResize: samples outside the input take the extrapolation value.
+        fill = float_literal(node.attrs.get("extrapolation_value", 0.0))
+        body += (f"  if (cy < 0.0 || cy > {float(x.height - 1)} || cx < 0.0 || cx > {float(x.width - 1)}) "
+                 f"v = vec4({fill});\n")
     lw.emit(node, body, {"X": x}, out, flops)
