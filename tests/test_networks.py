@@ -43,3 +43,22 @@ def test_per_layer_reports_every_intermediate(browser, exported):
     report = verify(exported("densenet_block"), browser=browser, per_layer=True)
     assert len(report.layers) >= 8
     assert report.first_divergent is None
+
+
+def test_long_dense_blocks_fit_the_texture_units(browser, tmp_path):
+    """20-layer dense blocks: zero-copy concats of many parts, and copy concats of many unaligned inputs."""
+    import torch
+
+    class TwoBlocks(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.aligned = zoo.DenseBlock(16, 8, 20)
+            self.unaligned = zoo.DenseBlock(16, 6, 18)
+
+        def forward(self, x):
+            return self.aligned(x) + self.unaligned(x)
+
+    torch.manual_seed(0)
+    path = zoo.export(TwoBlocks().eval(), (1, 3, 16, 16), str(tmp_path / "dense.onnx"))
+    report = verify(path, browser=browser)
+    assert report.ok, [(c.name, c.max_abs) for c in report.outputs]

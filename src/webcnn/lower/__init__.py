@@ -53,6 +53,7 @@ class Lowering:
     def emit(self, node: Node, body: str, inputs: dict, out: View, flops_per_texel: float,
              extra_functions=(), samplers=(), epilogue: bool = True) -> None:
         """inputs: GLSL fetch function name -> View. `samplers` are extra (name, Weight) pairs."""
+        inputs = self._fit_texture_units(node, dict(inputs), len(samplers), epilogue)
         functions, all_samplers = list(extra_functions), list(samplers)
         read_texels = 0
         for k, (fn, view) in enumerate(inputs.items()):
@@ -73,6 +74,24 @@ class Lowering:
         source = render(functions, all_samplers, body, st, out.channels, tail)
         self.passes.append(Pass(node.name, node.op, source, all_samplers, st, flops_per_texel,
                                 bytes_per_texel=16.0 * (1 + len(inputs))))
+
+
+    def _fit_texture_units(self, node: Node, inputs: dict, fixed: int, epilogue: bool) -> dict:
+        """Zero-copy concats cost one sampler per part; past the unit limit, copy the widest into one texture."""
+        residual = [self.view(node, s[1]) for s in node.epilogue if s[0] == "add"] if epilogue else []
+        while fixed + sum(len(v.parts) for v in list(inputs.values()) + residual) > MAX_TEXTURE_UNITS:
+            fn, widest = max(inputs.items(), key=lambda kv: len(kv[1].parts))
+            if len(widest.parts) == 1:
+                raise UnsupportedError(node, "more inputs than a fragment shader's 16 texture units", "")
+            copy = View(widest.channels, widest.height, widest.width,
+                        [self.new_storage(widest.channels, widest.height, widest.width)])
+            self.emit(Node("Copy", node.name + "/gather", [], []), "  v = X(t, oy, ox);\n", {"X": widest}, copy, 1.0,
+                      epilogue=False)
+            inputs[fn] = copy
+        return inputs
+
+
+MAX_TEXTURE_UNITS = 16  # what WebGL2 guarantees per fragment shader
 
 
 def lower(graph: Graph, max_texture_size: int = 4096) -> Lowering:

@@ -41,12 +41,28 @@ def lower_concat(lw, node):
         c, h, w = chw(out_shape)
         lw.views[node.outputs[0]] = View(c, h, w, parts)
         return
-    if len(parts) > 15:
-        raise UnsupportedError(node, f"{len(parts)} inputs in one concatenation", "at most 15 textures per Concat")
-    out = lw.output_view(node.outputs[0])
-    inputs, body, offset = {}, "", 0
-    for k, view in enumerate(views):
-        inputs[f"X{k}"] = view
+    _concat_copy(lw, node, views, lw.output_view(node.outputs[0]))
+
+
+def _concat_copy(lw, node, views, out):
+    """Copy channel ranges into one texture. Too many parts for the texture units: copy in groups first."""
+    if sum(len(v.parts) for v in views) > MAX_VIRTUAL_PARTS:
+        grouped, group = [], []
+        for view in views:
+            if group and sum(len(v.parts) for v in group) + len(view.parts) > MAX_VIRTUAL_PARTS:
+                grouped.append(group)
+                group = []
+            group.append(view)
+        grouped.append(group)
+        if len(grouped) > 1:
+            views = []
+            for group in grouped:
+                c = sum(v.channels for v in group)
+                partial = View(c, out.height, out.width, [lw.new_storage(c, out.height, out.width)])
+                _concat_copy(lw, node, group, partial)
+                views.append(partial)
+            return _concat_copy(lw, node, views, out)
+    body = ""
     for lane in range(4):
         body += f"  {{ int c = t * 4 + {lane};\n"
         offset = 0
@@ -55,7 +71,7 @@ def lower_concat(lw, node):
                      f"{{ int i = c - {offset}; v[{lane}] = X{k}(i / 4, oy, ox)[i % 4]; }}\n")
             offset += view.channels
         body += "  }\n"
-    lw.emit(node, "  v = vec4(0.0);\n" + body, inputs, out, 4.0)
+    lw.emit(node, "  v = vec4(0.0);\n" + body, {f"X{k}": v for k, v in enumerate(views)}, out, 4.0, epilogue=False)
 
 
 def _concat_spatial(lw, node, names, canon):
