@@ -1,4 +1,4 @@
-"""The webcnn command line: compile, verify, serve."""
+"""The webcnn command line: compile, verify, serve, bench."""
 from __future__ import annotations
 
 import json
@@ -98,6 +98,30 @@ def serve(directories, port):
         server.httpd.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+@cli.command()
+@click.option("--network", "networks", default="mobilenetv2", show_default=True,
+              help="Comma-separated: mobilenetv2 (224x224), unet (360x640), or all.")
+@click.option("--seconds", default=8.0, show_default=True, help="Window of continuous inference per system.")
+@click.option("--systems", default="all", show_default=True,
+              help="Comma-separated: idle, webcnn, webcnn-throughput, tfjs-webgl, ort-wasm, ort-wasm-proxy, ort-webgpu.")
+@click.option("--budget-ms", type=float, default=None, help="webcnn's per-frame GPU budget (default: the runtime's).")
+@click.option("-o", "--output", "out_dir", default="out/bench", show_default=True, type=click.Path(file_okay=False))
+def bench(networks, seconds, systems, budget_ms, out_dir):
+    """Page responsiveness and speed: webcnn vs TF.js WebGL and ONNX Runtime Web in one headless Chromium."""
+    from .bench import NETWORKS, SYSTEMS, run_bench
+
+    nets = list(NETWORKS) if networks == "all" else networks.split(",")
+    chosen = SYSTEMS if systems == "all" else systems.split(",")
+    for name, known in [(n, NETWORKS) for n in nets] + [(s, SYSTEMS) for s in chosen]:
+        if name not in known:
+            raise WebcnnError(f"unknown {'network' if known is NETWORKS else 'system'} {name!r}; choose from "
+                              f"{', '.join(known)}")
+    report = run_bench(nets, chosen, seconds, out_dir, budget_ms=budget_ms, echo=click.echo)
+    click.echo("")
+    click.echo(report["text"])
+    click.echo(f"wrote {out_dir}/bench.json, bench.md and " + ", ".join(f"{n}-frames.png" for n in nets))
 
 
 def main():

@@ -25,8 +25,8 @@ INPUT_SHAPE = (1, 3, 360, 640)
 
 @dataclass
 class ModelConfig:
-    widths: tuple = (16, 32, 96)      # channels at 1/2, 1/4, 1/8 resolution
-    full_res_width: int = 8           # channels of the full-resolution branch
+    widths: tuple = (16, 32, 80)      # channels at 1/2, 1/4, 1/8 resolution
+    full_res_width: int = 12          # channels of the full-resolution branch
     dilations: tuple = (1, 2, 4, 8, 16)  # residual blocks at 1/8 resolution
     n_classes: int = 3
 

@@ -440,8 +440,8 @@ def render_board_plane(rng, h, w):
         darkness = visible * (1 - colour.min())
         refl *= 1 - (cover * visible)[..., None] * (1 - colour)[None, None, :]
         clean *= 1 - (cover * opacity)[..., None] * (1 - colour)[None, None, :]
-        is_ink = (cover >= 0.5) & (darkness >= INK_VISIBLE_DARKNESS)
-        ink_cov = np.maximum(ink_cov, is_ink.astype(np.float32))
+        # coverage stays fractional until after the perspective warp, so thin strokes are thresholded once
+        ink_cov = np.maximum(ink_cov, cover * (darkness >= INK_VISIBLE_DARKNESS))
         if faint:
             faint_cov = np.maximum(faint_cov, cover)
     return refl, clean, ink_cov, faint_cov
@@ -748,16 +748,16 @@ def generate(seed: int, height: int = 360, width: int = 640) -> Sample:
     img *= rng.uniform(0.75, 1.25) / max(np.percentile(board_pixels, 90), 0.05)
     blur = rng.random()
     if blur < 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.4))
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.2))
     elif blur < 0.42:
-        k = int(rng.integers(3, 9))
+        k = int(rng.integers(3, 7))
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2] = 1
         rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
         kernel = cv2.warpAffine(kernel, rot, (k, k))
         img = cv2.filter2D(img, -1, kernel / kernel.sum())
     if rng.random() < 0.25:  # a low-resolution webcam upscaled to the frame size
-        f = rng.uniform(0.4, 0.8)
+        f = rng.uniform(0.5, 0.85)
         img = cv2.resize(cv2.resize(img, (int(w * f), int(h * f)), interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_LINEAR)
     sigma = rng.uniform(0.003, 0.03)
     img = img + rng.standard_normal((h, w, 3), dtype=np.float32) * sigma * np.sqrt(np.clip(img, 0.02, 1))

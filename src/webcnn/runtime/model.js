@@ -22,14 +22,14 @@ export async function load(url, options = {}) {
 }
 
 export class Model {
-  constructor(manifest, weights, { canvas, gl, budgetMs = 4, precision = 'auto', mode = 'budget', onProgress, compileBatch = 4 } = {}) {
+  constructor(manifest, weights, { canvas, gl, budgetMs = 4, adaptive = true, precision = 'auto', mode = 'budget', onProgress, compileBatch = 4 } = {}) {
     this.manifest = manifest;
     this.weightBytes = weights;
     this.options = { precision, compileBatch, onProgress };
     this.gl = getContext({ canvas, gl });
     this.canvas = this.gl.canvas;
     this.caps = capabilities(this.gl, precision);
-    this.scheduler = new Scheduler(this.gl, this.caps, { budgetMs, mode });
+    this.scheduler = new Scheduler(this.gl, this.caps, { budgetMs, mode, adaptive });
     this.queue = Promise.resolve();
     this.disposed = false;
     this.lost = false;

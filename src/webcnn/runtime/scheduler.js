@@ -5,6 +5,9 @@ import { WebcnnError } from './errors.js';
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
 const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
+const MAX_FRAME_SHARE = 0.9;   // the adaptive budget grows up to this share of the display's frame period
+const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
+const POLL_SHARE = 0.5;        // a slice not done at the frame start is polled for up to this share of the period
 
 export class LostContextSignal extends Error {}
 
@@ -13,10 +16,13 @@ function abortError(signal) {
   return reason instanceof Error ? reason : new DOMException('the run was aborted', 'AbortError');
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Resolves with the frame's timestamp (performance.now() when woken by the timer).
 export function nextFrame() {
   return new Promise((resolve) => {
     let done = false;
-    const finish = () => { if (!done) { done = true; resolve(); } };
+    const finish = (ts) => { if (!done) { done = true; resolve(typeof ts === 'number' ? ts : performance.now()); } };
     const hidden = typeof document === 'undefined' || document.visibilityState === 'hidden' || typeof requestAnimationFrame === 'undefined';
     if (!hidden) requestAnimationFrame(finish);
     // Hidden pages get no animation frames: keep working on a timer.
@@ -25,15 +31,18 @@ export function nextFrame() {
 }
 
 export class Scheduler {
-  constructor(gl, caps, { budgetMs = 4, mode = 'budget' } = {}) {
+  constructor(gl, caps, { budgetMs = 4, mode = 'budget', adaptive = true } = {}) {
     this.gl = gl;
     this.timer = caps.timer;
     this.budgetMs = budgetMs;
+    this.adaptive = adaptive;
+    this.period = 1000 / 60;
+    this.lastFrame = null;
     this.mode = mode;
     this.rate = INITIAL_RATE;
     this.inFlight = null;
     this.queries = [];
-    this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0 };
+    this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0, lateFrames: 0 };
   }
 
   // GL objects of a lost context are dead: forget them, keep what was learned about speed.
@@ -60,18 +69,49 @@ export class Scheduler {
     }
   }
 
+  // Budget adaptation (budget mode, adaptive): the display's frame timing is the signal. A late frame means the
+  // GPU had too much to do: cut the budget. A slice that was done by the next frame means there was room: grow it,
+  // up to a share of the frame period. With the fixed 4 ms default, budget mode used a quarter of the GPU.
+  adapt(ts, inTime) {
+    const dt = this.lastFrame === null ? 0 : ts - this.lastFrame;
+    this.lastFrame = ts;
+    if (!this.adaptive || dt <= 0 || dt > 1000) return;
+    if (dt > LATE_FRAME * this.period) {
+      this.budgetMs = Math.max(1, this.budgetMs * 0.7);
+      this.counters.lateFrames++;
+    } else {
+      this.period = 0.95 * this.period + 0.05 * dt;
+      if (inTime) this.budgetMs = Math.min(MAX_FRAME_SHARE * this.period, this.budgetMs + 0.25);
+    }
+  }
+
+  signaled() {
+    const gl = this.gl;
+    const status = gl.clientWaitSync(this.inFlight.fence, 0, 0);
+    if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+    return status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED;
+  }
+
+  // A slice not done at the frame start is polled briefly within the frame rather than losing the whole frame.
+  async fenceDoneSoon(ts) {
+    if (!this.inFlight || this.signaled()) return this.fenceDone();
+    while (performance.now() - ts < POLL_SHARE * this.period) {
+      await sleep(1);
+      if (this.signaled()) return this.fenceDone();
+    }
+    return this.fenceDone();
+  }
+
   fenceDone() {
     if (!this.inFlight) return true;
     const gl = this.gl;
-    const status = gl.clientWaitSync(this.inFlight.fence, 0, 0);
-    if (status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED) {
+    if (this.signaled()) {
       gl.deleteSync(this.inFlight.fence);
       // Without a timer, a fence that is done by the next frame means the budget had room: probe upwards.
       if (!this.timer && this.inFlight.frames === 0) this.rate *= 1.15;
       this.inFlight = null;
       return true;
     }
-    if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
     if (!this.timer) this.rate = Math.max(MIN_RATE, this.rate * 0.8);
     this.inFlight.frames++;
     this.counters.fenceWaits++;
@@ -82,14 +122,20 @@ export class Scheduler {
   async execute(count, cost, submit, { signal, onProgress, mode = this.mode } = {}) {
     const gl = this.gl;
     const throughput = mode === 'throughput';
+    this.lastFrame = null;   // gaps between runs (upload, readback, the app's own work) are not late frames
     let next = 0;
     while (next < count) {
       if (signal && signal.aborted) throw abortError(signal);
-      if (!throughput || this.inFlight) await nextFrame();
+      let ts = performance.now();
+      if (!throughput || this.inFlight) ts = await nextFrame();
       if (gl.isContextLost()) throw new LostContextSignal('context lost');
       if (this.timer) this.collect();
-      if (!this.fenceDone()) continue;
-      const budget = throughput ? Infinity : this.budgetMs * this.rate;
+      if (!throughput) this.adapt(ts, !this.inFlight || this.signaled());
+      const woke = performance.now();
+      if (!(throughput ? this.fenceDone() : await this.fenceDoneSoon(woke))) continue;
+      // A slice submitted late in the frame (after polling its predecessor) gets only the rest of the frame's share.
+      const late = Math.min(1, (performance.now() - woke) / this.period);
+      const budget = throughput ? Infinity : this.budgetMs * (1 - late) * this.rate;
       let spent = 0;
       const start = next;
       while (next < count && (next === start || spent + cost(next) + DRAW_OVERHEAD <= budget)) {

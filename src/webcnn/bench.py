@@ -1,0 +1,348 @@
+"""`webcnn bench`: page responsiveness and speed of webcnn against TF.js WebGL and ONNX Runtime Web, side by side in
+one headless Chromium run (issue 3).
+
+Every system runs on the same page (runtime/bench.html): a visible WebGL canvas animating at display rate, a probe
+draw + fence each frame, a long-task observer, and one system inferring continuously for a fixed window.
+
+    scripts/bench-setup.sh                                  # peers from npm, pinned, into bench/peers/ (git-ignored)
+    webcnn bench                                            # MobileNetV2 224x224, 8 s per system -> out/bench/
+    webcnn bench --network unet --seconds 20                # the zoo U-Net at 360x640
+    webcnn bench --systems idle,webcnn,webcnn-throughput    # no peers needed
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import WebcnnError
+
+PEERS_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "node_modules"
+NETWORKS = {"mobilenetv2": (1, 3, 224, 224), "unet": (1, 3, 360, 640)}
+SYSTEMS = ["idle", "webcnn", "webcnn-throughput", "tfjs-webgl", "ort-wasm", "ort-wasm-proxy", "ort-webgpu"]
+PEER_SYSTEMS = {"tfjs-webgl", "ort-wasm", "ort-wasm-proxy", "ort-webgpu"}
+# Peers are served under their own CSP: ONNX Runtime Web compiles WebAssembly ('wasm-unsafe-eval') and its proxy
+# starts a worker. webcnn's pages keep the strict CSP of serve.py.
+PEER_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; style-src 'self'; "
+            "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'")
+FRAME_OVER_MS = 50.0
+
+
+def bench_input(shape) -> np.ndarray:
+    """The deterministic input every system gets; bench.js computes the same values."""
+    i = np.arange(int(np.prod(shape)), dtype=np.float64)
+    return np.sin(i * 0.37).astype(np.float32).reshape(shape)
+
+
+# --- the same network for TF.js: a layer-by-layer graph over the ONNX initializers, weights in TF layouts ---
+
+def _attrs(node):
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def tfjs_graph(onnx_path, out_dir: Path) -> None:
+    """Write graph.json + weights.bin: ONNX nodes mapped to tf ops (NHWC), conv+relu/relu6 fused as tfjs-converter does."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    g = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            inits[n.output[0]] = numpy_helper.to_array(_attrs(n)["value"])
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(g.value_info) + list(g.output) + list(g.input)}
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    weights, blobs, offset = [], [], 0
+
+    def weight(name, array):
+        nonlocal offset
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        weights.append({"name": name, "shape": list(array.shape), "offset": offset})
+        blobs.append(array.tobytes())
+        offset += array.nbytes
+        return name
+
+    nodes, skip, alias = [], set(), {}
+    by_input = {}
+    for n in g.node:
+        for i in n.input:
+            by_input.setdefault(i, []).append(n)
+    for n in g.node:
+        if n.op_type == "Constant" or id(n) in skip:
+            continue
+        a, op = _attrs(n), n.op_type
+        ins = [alias.get(i, i) for i in n.input]
+        out = n.output[0]
+        node = {"op": op, "inputs": [ins[0]], "output": out}
+        if op in ("Conv", "ConvTranspose"):
+            w = inits[n.input[1]]
+            pads = a.get("pads", [0, 0, 0, 0])
+            node.update(strides=a.get("strides", [1, 1]), dilations=a.get("dilations", [1, 1]),
+                        pad=pads[0] if len(set(pads)) == 1 else [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]])
+            group = a.get("group", 1)
+            if op == "ConvTranspose":
+                node["filter"] = weight(n.input[1], w.transpose(2, 3, 1, 0))   # (Cin,Cout,kh,kw) -> (kh,kw,Cout,Cin)
+                node["outShape"] = [1] + [shapes[out][2], shapes[out][3], shapes[out][1]]
+            elif group == 1:
+                node["filter"] = weight(n.input[1], w.transpose(2, 3, 1, 0))   # OIHW -> HWIO
+            elif group == w.shape[0] and w.shape[1] == 1:
+                node["op"] = "DepthwiseConv"
+                node["filter"] = weight(n.input[1], w.transpose(2, 3, 0, 1))   # (C,1,kh,kw) -> (kh,kw,C,1)
+            else:
+                raise WebcnnError(f"bench: grouped Conv {n.name} (group={group}) has no TF.js mapping here")
+            if len(n.input) > 2:
+                node["bias"] = weight(n.input[2], inits[n.input[2]])
+            follow = by_input.get(out, [])
+            if op != "ConvTranspose" and consumers.get(out) == 1 and follow and follow[0].op_type in ("Relu", "Clip"):
+                f = follow[0]
+                lo, hi = ((inits[f.input[1]].item(), inits[f.input[2]].item()) if f.op_type == "Clip" else (0, None))
+                if f.op_type == "Relu" or (lo == 0 and hi == 6):
+                    node["activation"] = "relu" if f.op_type == "Relu" else "relu6"
+                    node["output"] = f.output[0]
+                    skip.add(id(f))
+        elif op == "Clip":
+            node.update(min=float(inits[n.input[1]]), max=float(inits[n.input[2]]))
+        elif op in ("Add", "Concat"):
+            node["inputs"] = ins
+            if op == "Concat" and a["axis"] != 1:
+                raise WebcnnError("bench: only channel Concat is mapped to TF.js")
+        elif op == "MaxPool":
+            node.update(kernel=a["kernel_shape"], strides=a.get("strides", [1, 1]), pad="valid")
+            if any(a.get("pads", [0])):
+                raise WebcnnError("bench: padded MaxPool has no TF.js mapping here")
+        elif op == "Resize":
+            mode = a.get("mode", b"nearest").decode()
+            node.update(mode=mode, size=shapes[out][2:4],
+                        halfPixel=a.get("coordinate_transformation_mode", b"") in (b"half_pixel", b"pytorch_half_pixel"))
+        elif op == "Gemm":
+            b = inits[n.input[1]]
+            node["filter"] = weight(n.input[1], b.T if a.get("transB", 0) else b)
+            if len(n.input) > 2:
+                node["bias"] = weight(n.input[2], inits[n.input[2]])
+        elif op not in ("Relu", "GlobalAveragePool", "Flatten"):
+            raise WebcnnError(f"bench: ONNX op {op} ({n.name}) has no TF.js mapping here")
+        nodes.append(node)
+    graph = {"input": g.input[0].name, "inputShape": shapes[g.input[0].name], "output": g.output[0].name,
+             "outputShape": shapes[g.output[0].name], "nodes": nodes, "weights": weights}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "graph.json").write_text(json.dumps(graph))
+    (out_dir / "weights.bin").write_bytes(b"".join(blobs))
+
+
+def prepare(network: str, work: Path) -> dict:
+    """Export the zoo network to ONNX, compile it with webcnn, rebuild it for TF.js; return the reference output."""
+    import onnxruntime as ort
+
+    from . import zoo
+    from .compiler import compile as compile_model
+
+    shape = NETWORKS[network]
+    d = work / network
+    d.mkdir(parents=True, exist_ok=True)
+    onnx_path = d / "model.onnx"
+    zoo.export(zoo.build(network), shape, str(onnx_path))
+    bundle = compile_model(str(onnx_path), input_shapes={"input": shape}, out_dir=str(d / "webcnn"))
+    tfjs_graph(onnx_path, d / "tfjs")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"input": bench_input(shape)})[0]
+    return {"dir": d, "shape": shape, "stats": bundle.stats(), "reference": reference}
+
+
+# --- statistics ---
+
+def _pct(values, q):
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def summarise(raw: dict, reference: np.ndarray | None) -> dict:
+    if "error" in raw:
+        return {"system": raw["system"], "error": raw["error"], "note": raw.get("note")}
+    frames = np.asarray(raw["frames"])
+    t_start, t_first, run0, run1 = raw["tStart"], raw["tFirst"], raw["runStart"], raw["runEnd"]
+
+    def intervals(a, b):
+        # Include the frame before the window and the gap still open at its end: a frozen page counts as a stall.
+        before = frames[frames < a]
+        f = np.concatenate([before[-1:], frames[(frames >= a) & (frames <= b)], [b]])
+        return np.diff(f)
+
+    run_iv, load_iv = intervals(run0, run1), intervals(t_start, t_first)
+    probes = np.asarray([p[1] for p in raw["probes"] if run0 <= p[0] <= run1])
+    lt = raw["longtasks"]
+    lt_load = [d for t, d in lt if t_start <= t < t_first]
+    lt_run = [d for t, d in lt if run0 <= t <= run1]
+    lat = np.asarray(raw["latencies"])
+    window_s = (run1 - run0) / 1000
+    s = {
+        "system": raw["system"],
+        "frame_p50_ms": _pct(run_iv, 50), "frame_p99_ms": _pct(run_iv, 99),
+        "frame_max_ms": float(run_iv.max()) if len(run_iv) else None,
+        "frames_over_50ms": int((run_iv > FRAME_OVER_MS).sum()), "frames": int(len(run_iv)),
+        "load_frame_max_ms": float(load_iv.max()) if len(load_iv) else None,
+        "load_frames_over_50ms": int((load_iv > FRAME_OVER_MS).sum()),
+        "longtasks_load": len(lt_load), "longtask_load_max_ms": max(lt_load, default=0.0),
+        "longtasks_run": len(lt_run), "longtask_run_max_ms": max(lt_run, default=0.0),
+        "probe_p50_ms": _pct(probes, 50), "probe_p99_ms": _pct(probes, 99),
+        "probe_max_ms": float(probes.max()) if len(probes) else None,
+        "inferences": int(len(lat)), "latency_p50_ms": _pct(lat, 50), "latency_p90_ms": _pct(lat, 90),
+        "throughput_per_s": len(lat) / window_s if window_s > 0 and len(lat) else 0.0,
+        "first_result_ms": (t_first - t_start) if raw["system"] != "idle" else None,
+        "window_s": window_s, "note": raw.get("note"), "stats": raw.get("stats"),
+    }
+    if reference is not None and raw.get("output") is not None:
+        out = np.asarray(raw["output"], dtype=np.float32)
+        ref = reference.reshape(-1)[raw["outputStride"] - 1::raw["outputStride"]][:len(out)] \
+            if raw.get("outputStride", 1) > 1 else reference.reshape(-1)[:len(out)]
+        s["max_abs_err"] = float(np.abs(out - ref).max()) if out.shape == ref.shape else None
+    s["trace"] = {"t": ((frames[1:] - t_start) / 1000).round(4).tolist(), "dt": np.diff(frames).round(3).tolist(),
+                  "runStart": (run0 - t_start) / 1000, "firstResult": (t_first - t_start) / 1000}
+    return s
+
+
+def _fmt(v, digits=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown(network: str, results: list[dict], info: dict) -> str:
+    idle = next((r for r in results if r["system"] == "idle" and "error" not in r), None)
+    thr = next((r for r in results if r["system"] == "webcnn-throughput" and "error" not in r), None)
+    lines = [f"### {network} {info['shape'][2]}x{info['shape'][3]} ({info['stats']['flops'] / 1e9:.2f} GFLOP), "
+             f"{info['seconds']:g} s per system", "",
+             "| system | frame p50 / p99 / max ms | p99 vs idle | frames >50 ms | long tasks load (max ms) | "
+             "long tasks run (max ms) | probe p50 / p99 ms | inference p50 / p90 ms | inf/s | first result ms | "
+             "max abs err |", "|" + "---|" * 11]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['system']} | {r['error']} |" + " |" * 9)
+            continue
+        ratio = (r["frame_p99_ms"] / idle["frame_p99_ms"]) if idle and r["frame_p99_ms"] else None
+        err = f"{r['max_abs_err']:.1e}" if r.get("max_abs_err") is not None else "-"
+        lines.append(
+            f"| {r['system']} | {_fmt(r['frame_p50_ms'])} / {_fmt(r['frame_p99_ms'])} / {_fmt(r['frame_max_ms'])} | "
+            f"{_fmt(ratio, 2)}x | {r['frames_over_50ms']} / {r['frames']} | "
+            f"{r['longtasks_load']} ({_fmt(r['longtask_load_max_ms'], 0)}) | "
+            f"{r['longtasks_run']} ({_fmt(r['longtask_run_max_ms'], 0)}) | "
+            f"{_fmt(r['probe_p50_ms'])} / {_fmt(r['probe_p99_ms'])} | "
+            f"{_fmt(r['latency_p50_ms'], 0)} / {_fmt(r['latency_p90_ms'], 0)} | {_fmt(r['throughput_per_s'], 2)} | "
+            f"{_fmt(r['first_result_ms'], 0)} | {err} |")
+    budget = next((r for r in results if r["system"] == "webcnn" and "error" not in r), None)
+    if budget and idle:
+        ok = lambda c: "met" if c else "MISSED"  # noqa: E731
+        p99_ratio = budget["frame_p99_ms"] / idle["frame_p99_ms"] if budget["frame_p99_ms"] else float("inf")
+        lines += ["", "Targets for webcnn (budgeted):",
+                  f"- frames over 50 ms: {budget['frames_over_50ms']} ({ok(budget['frames_over_50ms'] == 0)})",
+                  f"- frame p99 {p99_ratio:.2f}x idle's (<= 1.5x: {ok(p99_ratio <= 1.5)})",
+                  f"- long tasks during load {budget['longtasks_load']}, during inference {budget['longtasks_run']} "
+                  f"({ok(budget['longtasks_load'] == 0 and budget['longtasks_run'] == 0)})"]
+        if thr and thr["throughput_per_s"]:
+            share = budget["throughput_per_s"] / thr["throughput_per_s"]
+            lines.append(f"- throughput {share:.0%} of throughput mode's (>= 80%: {ok(share >= 0.8)})")
+    notes = [f"- {r['system']}: {r['note']}" for r in results if r.get("note")]
+    if notes:
+        lines += ["", "Notes:"] + notes
+    return "\n".join(lines) + "\n"
+
+
+def plot(network: str, results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for r in results:
+        if "error" in r:
+            continue
+        ax.plot(r["trace"]["t"], r["trace"]["dt"], lw=0.8, label=r["system"])
+        ax.axvline(r["trace"]["runStart"], color=ax.lines[-1].get_color(), lw=0.5, ls=":")
+    ax.set_yscale("log")
+    ax.axhline(FRAME_OVER_MS, color="k", lw=0.6, ls="--")
+    ax.set_xlabel("seconds since load started (dotted: first result)")
+    ax.set_ylabel("frame interval (ms, log)")
+    ax.set_title(f"{network}: frame intervals of a WebGL page while each system infers")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the browser run ---
+
+def _relax_peer_csp(server) -> None:
+    """Swap in PEER_CSP for the peer page and the peer libraries only."""
+    base = server.httpd.RequestHandlerClass
+
+    class PeerHandler(base):
+        def send_header(self, key, value):
+            if key == "Content-Security-Policy" and self.path.startswith(("/bench-peer/", "/peers/")):
+                value = PEER_CSP
+            super().send_header(key, value)
+
+    server.httpd.RequestHandlerClass = PeerHandler
+
+
+def run_bench(networks, systems, seconds: float, out_dir, budget_ms: float | None = None, echo=print) -> dict:
+    from .browser import Browser
+    from .serve import RUNTIME_DIR
+
+    out_dir = Path(out_dir)
+    work = out_dir / "models"
+    peers = [s for s in systems if s in PEER_SYSTEMS]
+    if peers and not PEERS_DIR.exists():
+        raise WebcnnError(f"the peer libraries are missing ({PEERS_DIR}); run scripts/bench-setup.sh first, "
+                          f"or pass --systems idle,webcnn,webcnn-throughput")
+    report = {"seconds": seconds, "networks": {}}
+    prepared = {}
+    for net in networks:
+        echo(f"preparing {net} {NETWORKS[net]} ...")
+        prepared[net] = prepare(net, work)
+    mounts = {"models": work, "bench-peer": RUNTIME_DIR}
+    if PEERS_DIR.exists():
+        mounts["peers"] = PEERS_DIR
+    with Browser(extra_args=["--enable-unsafe-webgpu"], page_path="/runtime/bench.html", mounts=mounts) as b:
+        _relax_peer_csp(b.server)
+        for net in networks:
+            info = prepared[net]
+            info["seconds"] = seconds
+            results = []
+            for system in systems:
+                echo(f"  {net}: {system} ...")
+                prefix = "/bench-peer/" if system in PEER_SYSTEMS else "/runtime/"
+                b.errors.clear()
+                b.page.goto(b.server.url + prefix + "bench.html")
+                b.page.wait_for_function("() => window.bench !== undefined")
+                config = {"system": system, "base": f"/models/{net}/", "shape": list(info["shape"]),
+                          "seconds": seconds, "budgetMs": budget_ms}
+                raw = b.page.evaluate("(c) => window.bench.start(c)", config)
+                raw["system"] = system
+                if b.errors:
+                    raw["note"] = "; ".join(b.errors[:3])[:300]
+                r = summarise(raw, info["reference"])
+                results.append(r)
+                if "error" in r:
+                    echo(f"    {r['error']}")
+                else:
+                    echo(f"    frame p99 {_fmt(r['frame_p99_ms'])} ms, {r['frames_over_50ms']} over 50 ms, "
+                         f"{r['inferences']} inferences, p50 {_fmt(r['latency_p50_ms'], 0)} ms")
+            table = markdown(net, results, info)
+            plot(net, results, out_dir / f"{net}-frames.png")
+            report["networks"][net] = {"shape": list(info["shape"]), "stats": info["stats"], "results": results,
+                                       "markdown": table}
+    text = "\n".join(v["markdown"] for v in report["networks"].values())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.md").write_text(text)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
+    report["text"] = text
+    return report
