@@ -55,8 +55,7 @@ class Lowering:
         """inputs: GLSL fetch function name -> View. `samplers` are extra (name, Weight) pairs."""
         inputs = self._fit_texture_units(node, dict(inputs), len(samplers), epilogue)
         functions, all_samplers = list(extra_functions), list(samplers)
-        read_texels = 0
-        for k, (fn, view) in enumerate(inputs.items()):
+        for fn, view in inputs.items():
             src, s = fetch_function(fn, view, f"u_{fn}")
             functions.append(src)
             all_samplers += s
