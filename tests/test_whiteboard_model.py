@@ -85,3 +85,29 @@ def test_metrics_and_baseline_sanity():
     pred = evaluate.classical_baseline(image.astype(np.uint8))
     assert set(np.unique(pred)) <= {synth.CLASS_BOARD, synth.CLASS_INK}
     assert evaluate.scores(evaluate.confusion(pred, label))["ink_f1"] > 0.8
+
+
+
+def test_shipped_onnx_passes_webcnn_verify_in_chromium(browser):
+    """webcnn verify on the shipped model: compiled, run in headless Chromium (WebGL2, fp32), against onnxruntime."""
+    from webcnn.verify import verify
+
+    report = verify(SHIPPED_ONNX, browser=browser)
+    assert [c.name for c in report.outputs] == ["probs"]
+    # probabilities lie in [0, 1], so webcnn's fp32 bound 1e-3 * max(1, max|ref|) is an absolute 1e-3
+    assert report.ok and report.outputs[0].scaled <= 1e-3, f"max abs {report.outputs[0].max_abs:.3e}"
+
+
+def test_shipped_model_in_chromium_labels_a_frame_like_onnxruntime(browser, tmp_path):
+    """A whiteboard frame, not noise: the browser's probabilities and classes match onnxruntime's."""
+    from webcnn.compiler import compile as compile_model
+
+    frame = synth.generate(synth.TEST_SEEDS[5]).image
+    compile_model(SHIPPED_ONNX, out_dir=str(tmp_path))
+    x = frame.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    outputs, _, _ = browser.run_bundle(str(tmp_path), {"image": x})
+    got = outputs["probs"].reshape(3, 360, 640)
+    ref = evaluate.OnnxModel(SHIPPED_ONNX).probs(frame)
+    assert np.abs(got - ref).max() <= 1e-3
+    # argmax may flip only where two classes tie within the tolerance
+    assert (got.argmax(0) == ref.argmax(0)).mean() >= 0.9995

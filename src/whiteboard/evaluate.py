@@ -3,7 +3,7 @@
   # metrics on the held-out synthetic test set (seeds from synth.TEST_SEEDS, never used in training)
   PYTHONPATH=src python -m whiteboard.evaluate --count=400
   # contact sheet: input | predicted classes | enhanced board, for every real photograph
-  PYTHONPATH=src python -m whiteboard.evaluate contact-sheet --out=/tmp/wb_contact.png
+  PYTHONPATH=src python -m whiteboard.evaluate contact-sheet --out=docs/whiteboard_contact_sheet.jpg --tile-width=400
 
 The model runs through onnxruntime on the shipped ONNX file, so what is measured is what ships.
 """
@@ -230,6 +230,7 @@ def contact_sheet_main(argv=None):
     parser.add_argument("--photos", default=REAL_PHOTOS)
     parser.add_argument("--out", default="/tmp/whiteboard_contact_sheet.png")
     parser.add_argument("--tile-width", type=int, default=480)
+    parser.add_argument("--jpeg-quality", type=int, default=85, help="when --out is a .jpg (keeps the sheet small)")
     args = parser.parse_args(argv)
     model = OnnxModel(args.model)
     rows = []
@@ -250,7 +251,7 @@ def contact_sheet_main(argv=None):
         rows.append(np.vstack([caption, row]))
         print(text)
     sheet = np.vstack(rows)
-    cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, args.jpeg_quality])
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}, {len(rows)} photographs)")
     return args.out
 

@@ -9,11 +9,18 @@ generate(seed) renders one camera frame of a whiteboard scene and returns:
 Everything is drawn from np.random.default_rng(seed), so a seed always gives the same frame.
 
 The scene is built like a photograph:
-  board plane (ink layers, ghosts, stains) -> perspective onto the frame -> wall, frame, tray, magnets
+  board plane (ink layers, ghosts, stains) -> perspective onto the frame
+  -> the room (wall, doors, windows, posters, furniture, floor), the board's frame and bevel, the marker tray
+     with markers and erasers, magnets
   -> illumination (gradient, vignetting, colour cast), cast shadows, specular glare
-  -> people and objects in front -> camera (blur, resampling, noise, JPEG).
-Class "board" means static background that is not writing: board surface, its frame and tray, the
-wall; "foreground" means anything in front of the board (people, objects, magnets).
+  -> people (folded, patterned clothing, skin, hair, arms across the board, close-ups entering from a frame
+     edge) and objects in front -> camera (blur, resampling, noise, JPEG).
+Class "board" means static background that is not writing: board surface, its frame and tray (markers lying
+on it included), the room; "foreground" means anything in front of the board (people, objects, magnets).
+
+Ink label: a pixel is ink when the stroke covers at least half of it (the stroke's half-maximum width, so
+label width does not depend on contrast) and the marker visibly darkens the board there: darkness of at
+least INK_VISIBLE_DARKNESS after half-dry streaks and after glare has washed it out.
 
 Colours are reflectances relative to a clean white board: after the board is normalised in real
 photographs "black" marker lands around 40-120 of 255, red looks pinkish, teal/green are common.
@@ -248,7 +255,8 @@ class InkCanvas:
     def hatch(self, region, x, y, w, h):
         rng = self.rng
         lines = np.zeros_like(self.mask)
-        spacing = max(3.0, self.scale * rng.uniform(0.3, 0.8))
+        # real hatching leaves gaps a few stroke widths wide; tighter lines merge into a solid fill on camera
+        spacing = max(3.0, self.scale * rng.uniform(0.3, 0.8), self.thickness * rng.uniform(2.5, 4.0) + 2)
         angle = rng.uniform(0, np.pi)
         directions = [angle] if rng.random() < 0.6 else [angle, angle + np.pi / 2]
         diag = np.hypot(w, h)
@@ -376,7 +384,7 @@ CONTENT_KINDS = ("text", "text", "cursive", "maths", "box", "flow", "arrow", "ci
 
 
 def render_board_plane(rng, h, w):
-    """Board-plane reflectance (HxWx3), clean board, ink coverage and faint-ink coverage."""
+    """Board-plane reflectance (HxWx3), clean board, ink coverage, faint-ink coverage and ink darkness."""
     # board surface: near-white with a slight tint, stains and leftover smudges
     base = rng.uniform(0.86, 0.97) * (1 + rng.uniform(-0.03, 0.03, 3))
     refl = np.ones((h, w, 3), np.float32) * base.astype(np.float32)
@@ -396,6 +404,7 @@ def render_board_plane(rng, h, w):
     clean = np.ones((h, w, 3), np.float32)
     ink_cov = np.zeros((h, w), np.float32)
     faint_cov = np.zeros((h, w), np.float32)
+    darkness_map = np.zeros((h, w), np.float32)  # how dark the visible ink is, so that glare can be judged later
 
     # writing scale and marker width for this board (thin fineliners to thick chisel markers)
     scale = float(np.exp(rng.uniform(np.log(7), np.log(34))))
@@ -442,9 +451,12 @@ def render_board_plane(rng, h, w):
         clean *= 1 - (cover * opacity)[..., None] * (1 - colour)[None, None, :]
         # coverage stays fractional until after the perspective warp, so thin strokes are thresholded once
         ink_cov = np.maximum(ink_cov, cover * (darkness >= INK_VISIBLE_DARKNESS))
+        darkness_map = np.maximum(darkness_map, (cover > 0) * darkness)
         if faint:
             faint_cov = np.maximum(faint_cov, cover)
-    return refl, clean, ink_cov, faint_cov
+    # spread darkness past stroke edges so that the warp's interpolation does not dilute it there
+    darkness_map = cv2.dilate(darkness_map, np.ones((3, 3), np.uint8))
+    return refl, clean, ink_cov, faint_cov, darkness_map
 
 
 # ----------------------------------------------------------------------------- people and objects
@@ -452,72 +464,261 @@ def render_board_plane(rng, h, w):
 SKIN_TONES = np.array([[0.95, 0.78, 0.66], [0.87, 0.67, 0.52], [0.72, 0.52, 0.38], [0.52, 0.36, 0.25], [0.36, 0.25, 0.18]], np.float32)
 
 
-def textured_fill(rng, h, w, base):
-    """Clothing-like texture: solid with wrinkles, stripes, or checks."""
-    kind = rng.integers(4)
+def oriented_noise(rng, h, w, cells_along, cells_across, angle):
+    """Smooth noise in [-1, 1] elongated along `angle` (radians): cloth folds, hair strands, wood grain."""
+    yy, xx = pixel_grid(h, w)
+    size = float(np.hypot(h, w))
+    ca, sa = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    along = ((xx - w / 2) * ca + (yy - h / 2) * sa) / size + 0.5
+    across = ((yy - h / 2) * ca - (xx - w / 2) * sa) / size + 0.5
+    na, nc = int(cells_along) + 3, int(cells_across) + 3
+    grid = rng.uniform(-1, 1, (nc, na)).astype(np.float32)
+    return cv2.remap(grid, along * (na - 3) + 1, across * (nc - 3) + 1, cv2.INTER_CUBIC)
+
+
+def fabric(rng, h, w, base):
+    """Clothing seen by a camera: a weave pattern bent by folds, fold shading with dark creases, fabric grain."""
+    yy, xx = pixel_grid(h, w)
+    fold_angle = np.pi / 2 + rng.normal(0, 0.5)  # folds mostly hang down, some run diagonally
+    folds = oriented_noise(rng, h, w, rng.uniform(2, 5), rng.uniform(10, 30), fold_angle)
+    bend = rng.uniform(2, 10)
+    u = xx + folds * bend + smooth_noise(rng, h, w, 8) * bend
+    v = yy + smooth_noise(rng, h, w, 8) * bend
     tex = np.ones((h, w, 3), np.float32) * base
-    if kind == 1:
-        period = rng.uniform(4, 20)
-        a = rng.uniform(0, np.pi)
-        yy, xx = pixel_grid(h, w)
-        stripe = (np.sin((xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / period) > 0).astype(np.float32)
-        other = rng.uniform(0.05, 0.95, 3).astype(np.float32)
-        tex = tex * (1 - stripe[..., None] * 0.6) + other * stripe[..., None] * 0.6
-    elif kind == 2:
-        period = rng.uniform(6, 24)
-        yy, xx = pixel_grid(h, w)
-        check = ((np.sin(xx * 2 * np.pi / period) > 0) ^ (np.sin(yy * 2 * np.pi / period) > 0)).astype(np.float32)
-        tex *= 1 - 0.35 * check[..., None]
-    wrinkles = smooth_noise(rng, h, w, 12) * 0.15 + smooth_noise(rng, h, w, 40) * 0.06
-    return np.clip(tex * (1 + wrinkles[..., None]), 0, 1)
+    kind = rng.choice(6, p=[0.3, 0.22, 0.12, 0.12, 0.14, 0.1])
+    other = rng.uniform(0.02, 0.98, 3).astype(np.float32)
+    if kind == 1:  # stripes, thin pinstripes to wide bands
+        period = float(np.exp(rng.uniform(np.log(3), np.log(30))))
+        a = rng.choice([0, np.pi / 2, rng.uniform(0, np.pi)])
+        duty = rng.uniform(0.15, 0.6)
+        phase = ((u * np.cos(a) + v * np.sin(a)) / period) % 1.0
+        stripe = cv2.GaussianBlur((phase < duty).astype(np.float32), (0, 0), 0.6)[..., None]
+        tex = tex * (1 - stripe) + other * stripe
+    elif kind in (2, 3):  # gingham checks or a plaid of several crossing bands
+        period = rng.uniform(6, 30)
+        cu, cv_ = ((u / period) % 1.0 < 0.5), ((v / period) % 1.0 < 0.5)
+        if kind == 2:
+            tex *= (1 - 0.3 * cu - 0.3 * cv_)[..., None].astype(np.float32)
+        else:
+            band = (((u / period) % 1.0) < rng.uniform(0.05, 0.2)) | (((v / period) % 1.0) < rng.uniform(0.05, 0.2))
+            tex = tex * (1 - 0.25 * (cu ^ cv_))[..., None].astype(np.float32)
+            tex[band] = other
+    elif kind == 4:  # heather / knit: strong per-pixel colour variation
+        knit = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), rng.uniform(0.5, 1.2))
+        tex *= (1 + knit * rng.uniform(0.1, 0.3))[..., None]
+    elif kind == 5:  # small print: dots or flecks
+        period = rng.uniform(6, 18)
+        dots = (np.sin(u * 2 * np.pi / period) * np.sin(v * 2 * np.pi / period)) > rng.uniform(0.5, 0.85)
+        tex[dots] = other
+    # fold shading: broad light/dark bands plus narrow dark creases where the fold field crosses zero
+    creases = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(1, 4)):
+        field = oriented_noise(rng, h, w, rng.uniform(2, 5), rng.uniform(6, 25), fold_angle + rng.normal(0, 0.5))
+        creases = np.maximum(creases, np.exp(-(field / rng.uniform(0.03, 0.12)) ** 2))
+    shade = 1 + folds * rng.uniform(0.15, 0.45) - creases * rng.uniform(0.15, 0.6)
+    grain = rng.standard_normal((h, w)).astype(np.float32) * rng.uniform(0.01, 0.05)
+    return np.clip(tex * (shade + grain)[..., None], 0, 1)
+
+
+def print_on_chest(rng, h, w, cx, top, half_width):
+    """A T-shirt print: a word, a logo shape or both, as a coverage mask and a colour."""
+    layer = np.zeros((h, w), np.uint8)
+    size = half_width * rng.uniform(0.3, 0.8)
+    y = top + half_width * rng.uniform(0.4, 1.0)
+    if rng.random() < 0.6:
+        word = str(rng.choice(WORDS)).upper() if rng.random() < 0.6 else str(rng.choice(WORDS))
+        font = HERSHEY_FONTS[rng.integers(len(HERSHEY_FONTS))]
+        scale = size / 22.0
+        (tw, th), _ = cv2.getTextSize(word, font, scale, max(1, int(scale * 2)))
+        cv2.putText(layer, word, (int(cx - tw / 2), int(y + th / 2)), font, scale, 255, max(1, int(scale * rng.uniform(1, 4))), cv2.LINE_AA)
+        y += th * 1.5
+    if rng.random() < 0.6:
+        c = (int(cx + rng.normal(0, 0.1) * half_width), int(y + size * 0.5))
+        shape = rng.integers(3)
+        if shape == 0:
+            cv2.circle(layer, c, int(size * 0.5), 255, max(1, int(size * rng.uniform(0.05, 0.5))), cv2.LINE_AA)
+        elif shape == 1:
+            pts = np.array([[c[0], c[1] - size * 0.5], [c[0] + size * 0.5, c[1] + size * 0.4], [c[0] - size * 0.5, c[1] + size * 0.4]])
+            cv2.fillConvexPoly(layer, np.round(pts).astype(np.int32), 255, cv2.LINE_AA)
+        else:
+            cv2.rectangle(layer, (int(c[0] - size * 0.6), int(c[1] - size * 0.3)), (int(c[0] + size * 0.6), int(c[1] + size * 0.3)), 255, -1)
+    return layer, rng.uniform(0.02, 0.98, 3).astype(np.float32)
+
+
+def shaded_part(part, reach):
+    """Volume shading of a body part: darker towards its outline (a cylinder seen side-on)."""
+    dist = cv2.distanceTransform((part > 127).astype(np.uint8), cv2.DIST_L2, 3)
+    return (0.55 + 0.45 * np.sqrt(np.clip(dist / max(reach, 1.0), 0, 1)))[..., None]
+
+
+def draw_arm(rng, body, skin, sx, sy, side, r, pose, long_sleeve):
+    """Upper arm and forearm as thick polylines (sleeve into `body`, bare skin into `skin`) and a hand."""
+    if pose == "down":
+        ex, ey = sx + side * r * rng.uniform(0.1, 0.5), sy + r * rng.uniform(2.2, 3.0)
+        hx, hy = ex + side * r * rng.uniform(-0.6, 0.6), ey + r * rng.uniform(1.8, 2.6)
+    elif pose == "up":  # writing on the board: hand above the shoulder
+        ex, ey = sx + side * r * rng.uniform(0.8, 2.5), sy + r * rng.uniform(-0.5, 1.5)
+        hx, hy = ex + side * r * rng.uniform(-0.5, 2.0), ey - r * rng.uniform(1.0, 2.8)
+    else:  # "across": the arm reaches across the body and the board
+        ex, ey = sx - side * r * rng.uniform(0.2, 1.2), sy + r * rng.uniform(1.0, 2.5)
+        hx, hy = ex - side * r * rng.uniform(2.0, 4.5), ey - r * rng.uniform(-1.0, 2.0)
+    upper_w = max(2, int(r * rng.uniform(0.75, 0.95)))
+    fore_w = max(2, int(upper_w * rng.uniform(0.7, 0.85)))
+    cv2.line(body, (int(sx), int(sy)), (int(ex), int(ey)), 255, upper_w, cv2.LINE_AA)
+    cv2.circle(body, (int(ex), int(ey)), upper_w // 2, 255, -1, cv2.LINE_AA)
+    if long_sleeve:
+        wx, wy = ex + (hx - ex) * 0.8, ey + (hy - ey) * 0.8
+        cv2.line(body, (int(ex), int(ey)), (int(wx), int(wy)), 255, fore_w, cv2.LINE_AA)
+        cv2.line(skin, (int(wx), int(wy)), (int(hx), int(hy)), 255, max(2, int(fore_w * 0.75)), cv2.LINE_AA)
+    else:
+        cv2.line(skin, (int(ex), int(ey)), (int(hx), int(hy)), 255, fore_w, cv2.LINE_AA)
+    # the hand: a palm and a thumb, pointing along the forearm
+    angle = np.degrees(np.arctan2(hy - ey, hx - ex))
+    cv2.ellipse(skin, (int(hx), int(hy)), (max(2, int(r * 0.5)), max(2, int(r * 0.33))), angle, 0, 360, 255, -1, cv2.LINE_AA)
+    t = np.radians(angle + side * 50)
+    cv2.line(skin, (int(hx), int(hy)), (int(hx + np.cos(t) * r * 0.5), int(hy + np.sin(t) * r * 0.5)), 255, max(1, int(r * 0.15)), cv2.LINE_AA)
+    return (hx, hy, angle)
 
 
 def draw_person(rng, h, w, mask, colour):
-    """A person seen from behind or the side: torso, head, neck, hair, arms and hands."""
-    r = rng.uniform(0.05, 0.16) * h                     # head radius sets the size of the person
-    cx = rng.uniform(-0.1, 1.1) * w
-    head_y = rng.uniform(0.05, 0.6) * h
-    shoulder_y = head_y + r * rng.uniform(1.8, 2.3)
-    half_shoulder = r * rng.uniform(1.9, 2.6)
-    body = np.zeros((h, w), np.uint8)
-    torso = np.array([[cx - half_shoulder, shoulder_y + r * 0.3], [cx - half_shoulder * 0.9, shoulder_y - r * 0.15],
-                      [cx + half_shoulder * 0.9, shoulder_y - r * 0.15], [cx + half_shoulder, shoulder_y + r * 0.3],
-                      [cx + half_shoulder * 0.85, h + 10], [cx - half_shoulder * 0.85, h + 10]])
-    cv2.fillPoly(body, [np.round(torso).astype(np.int32)], 255, cv2.LINE_AA)
-    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.9, 1.05)
-    cloth = rng.uniform(0.05, 0.9, 3).astype(np.float32) * rng.choice([0.4, 1.0])
-    tex = textured_fill(rng, h, w, cloth)
-    # arms: one may reach up to the board
-    skin_mask = np.zeros((h, w), np.uint8)
-    for side in (-1, 1):
-        sx, sy = cx + side * half_shoulder * 0.9, shoulder_y + r * 0.2
-        if rng.random() < 0.4:
-            ex, ey = sx + side * r * rng.uniform(0.5, 2.5), sy - r * rng.uniform(-0.5, 2.0)
-            hx, hy = ex + side * r * rng.uniform(-0.5, 2.0), ey - r * rng.uniform(0.5, 2.5)
-        else:
-            ex, ey = sx + side * r * rng.uniform(0.1, 0.6), sy + r * rng.uniform(2, 3)
-            hx, hy = ex + side * r * rng.uniform(-0.8, 0.8), ey + r * rng.uniform(1.5, 2.8)
-        arm = np.round(np.array([[sx, sy], [ex, ey], [hx, hy]])).astype(np.int32)
-        cv2.polylines(body, [arm], False, 255, max(2, int(r * rng.uniform(0.8, 1.1))), cv2.LINE_AA)
-        cv2.ellipse(skin_mask, (int(hx), int(hy)), (max(2, int(r * 0.45)), max(2, int(r * 0.6))), rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_AA)
-    neck_w = r * 0.5
-    cv2.rectangle(skin_mask, (int(cx - neck_w), int(head_y)), (int(cx + neck_w), int(shoulder_y)), 255, -1)
-    cv2.ellipse(skin_mask, (int(cx), int(head_y)), (int(r * 0.85), int(r)), 0, 0, 360, 255, -1, cv2.LINE_AA)
-    hair = np.zeros((h, w), np.uint8)
-    hair_cover = rng.uniform(0.2, 1.0)  # 1.0: seen from behind, all hair
-    cv2.ellipse(hair, (int(cx), int(head_y - r * 0.1)), (int(r * 0.9), int(r * (0.6 + 0.5 * hair_cover))), 0, 180, 360, 255, -1, cv2.LINE_AA)
-    if hair_cover > 0.7:
-        cv2.ellipse(hair, (int(cx), int(head_y)), (int(r * 0.88), int(r * 1.02)), 0, 0, 360, 255, -1, cv2.LINE_AA)
-    hair_colour = rng.uniform(0.03, 0.5) * np.array([1.0, 0.85, 0.7], np.float32)
+    """A presenter in front of the board, drawn like a photograph of one.
 
-    skin_tex = skin * (1 + smooth_noise(rng, h, w, 20)[..., None] * 0.08)
-    for layer, col in ((body, tex), (skin_mask, skin_tex), (hair, hair_colour)):
+    Head with skin shading and stranded hair (seen from behind, the side or the front), neck, a torso in
+    folded, patterned clothing (stripes, checks, knit, prints with words and logos, seams and buttons),
+    trousers, arms hanging, writing or reaching across the board, hands that may hold a marker.
+    Close-up people enter from a frame edge, large and out of focus.
+    """
+    close = rng.random() < 0.25
+    r = (rng.uniform(0.16, 0.4) if close else rng.uniform(0.05, 0.16)) * h  # head radius sets the scale
+    cx = (rng.choice([rng.uniform(-0.15, 0.15), rng.uniform(0.85, 1.15)]) if close else rng.uniform(-0.1, 1.1)) * w
+    head_y = (rng.uniform(0.0, 0.5) if close else rng.uniform(0.05, 0.6)) * h
+    shoulder_y = head_y + r * rng.uniform(1.7, 2.2)
+    half = r * rng.uniform(1.8, 2.5)  # half the shoulder width
+    facing = rng.choice(["back", "side", "front"], p=[0.45, 0.3, 0.25])
+    lean = rng.normal(0, 0.1) * r  # torso slightly off vertical
+    hip_y = shoulder_y + r * rng.uniform(4.5, 6.0)
+    skin_rgb = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.85, 1.08)
+
+    body = np.zeros((h, w), np.uint8)   # clothing: torso and sleeves
+    skin = np.zeros((h, w), np.uint8)   # face, neck, forearms, hands
+    hair = np.zeros((h, w), np.uint8)
+    legs = np.zeros((h, w), np.uint8)
+    # torso: rounded shoulders, slight taper to the waist
+    waist = half * rng.uniform(0.75, 0.95)
+    torso = np.array([[cx - half, shoulder_y + r * 0.5], [cx - half * 0.7, shoulder_y - r * 0.15],
+                      [cx + half * 0.7, shoulder_y - r * 0.15], [cx + half, shoulder_y + r * 0.5],
+                      [cx + waist + lean, hip_y], [cx - waist + lean, hip_y]])
+    cv2.fillPoly(body, [np.round(torso * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    for side in (-1, 1):
+        cv2.ellipse(body, (int(cx + side * half * 0.78), int(shoulder_y + r * 0.25)), (int(half * 0.28), int(r * 0.5)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    if hip_y < h:  # trousers or a skirt down to the frame edge
+        gap = waist * rng.uniform(0.05, 0.2)
+        for side in (-1, 1):
+            leg = np.array([[cx + lean + side * gap, hip_y - 2], [cx + lean + side * waist, hip_y - 2],
+                            [cx + lean + side * waist * rng.uniform(0.7, 1.0), h + 10], [cx + lean + side * gap * 1.5, h + 10]])
+            cv2.fillConvexPoly(legs, np.round(leg).astype(np.int32), 255, cv2.LINE_AA)
+    # neck and head
+    neck_w = r * rng.uniform(0.4, 0.55)
+    cv2.rectangle(skin, (int(cx - neck_w), int(head_y + r * 0.3)), (int(cx + neck_w), int(shoulder_y + r * 0.1)), 255, -1)
+    head_rx = r * rng.uniform(0.78, 0.9)
+    cv2.ellipse(skin, (int(cx), int(head_y)), (int(head_rx), int(r)), rng.normal(0, 5), 0, 360, 255, -1, cv2.LINE_AA)
+    if facing != "back":
+        for side in (-1, 1):  # ears
+            cv2.ellipse(skin, (int(cx + side * head_rx), int(head_y + r * 0.1)), (max(1, int(r * 0.15)), max(1, int(r * 0.28))), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    hair_len = rng.uniform(0.3, 1.6)  # short hair to shoulder length
+    bald = rng.random() < 0.08
+    if not bald:
+        if facing == "back":
+            cv2.ellipse(hair, (int(cx), int(head_y)), (int(head_rx * 1.05), int(r * 1.05)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+            if hair_len > 1.0:
+                cv2.rectangle(hair, (int(cx - head_rx), int(head_y)), (int(cx + head_rx), int(head_y + r * hair_len)), 255, -1)
+        else:
+            cv2.ellipse(hair, (int(cx), int(head_y - r * 0.15)), (int(head_rx * 1.05), int(r * rng.uniform(0.8, 1.0))), 0, 180, 360, 255, -1, cv2.LINE_AA)
+            if facing == "side":  # the back of the head is hair
+                side = rng.choice([-1, 1])
+                cv2.ellipse(hair, (int(cx + side * head_rx * 0.35), int(head_y)), (int(head_rx * 0.75), int(r * 0.95)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    # arms: poses chosen per side; an arm in front of the torso is drawn after it
+    long_sleeve = rng.random() < 0.55
+    poses = [rng.choice(["down", "up", "across"], p=[0.5, 0.3, 0.2]) for _ in (0, 1)]
+    front_body = np.zeros((h, w), np.uint8)
+    front_skin = np.zeros((h, w), np.uint8)
+    hands = []
+    for side, pose in zip((-1, 1), poses):
+        sx, sy = cx + side * half * 0.82, shoulder_y + r * 0.3
+        target_body, target_skin = (front_body, front_skin) if pose == "across" else (body, skin)
+        hands.append(draw_arm(rng, target_body, target_skin, sx, sy, side, r, pose, long_sleeve) + (pose,))
+
+    cloth = (rng.uniform(0.04, 0.95, 3) * rng.choice([0.35, 0.7, 1.0])).astype(np.float32)
+    cloth_tex = fabric(rng, h, w, cloth)
+    trousers = np.array(rng.choice([[0.12, 0.16, 0.28], [0.08, 0.08, 0.09], [0.35, 0.3, 0.25], [0.2, 0.25, 0.4]]), np.float32)
+    legs_tex = fabric(rng, h, w, trousers * rng.uniform(0.7, 1.3)) if legs.any() else trousers
+    skin_tex = skin_rgb * (1 + smooth_noise(rng, h, w, 25)[..., None] * 0.06
+                           + rng.standard_normal((h, w, 1)).astype(np.float32) * 0.015)
+    hair_rgb = rng.uniform(0.03, 0.55) * np.array([1.0, rng.uniform(0.7, 0.9), rng.uniform(0.45, 0.75)], np.float32)
+    if rng.random() < 0.08:
+        hair_rgb = np.float32([0.7, 0.7, 0.7]) * rng.uniform(0.8, 1.2)  # grey
+    strands = oriented_noise(rng, h, w, rng.uniform(2, 6), rng.uniform(80, 200), np.pi / 2 + rng.normal(0, 0.4))
+    hair_tex = hair_rgb * (1 + strands[..., None] * rng.uniform(0.2, 0.5))
+
+    # clothing details: a print on the chest, seams, a button placket, a collar
+    details = np.zeros((h, w), np.uint8)
+    if facing == "front" and rng.random() < 0.5:
+        print_mask, print_rgb = print_on_chest(rng, h, w, cx, shoulder_y, half)
+        print_mask = np.minimum(print_mask, body)
+        a = print_mask.astype(np.float32)[..., None] / 255
+        cloth_tex = cloth_tex * (1 - a) + print_rgb * a * (0.85 + 0.15 * cloth_tex.mean(2, keepdims=True))
+    if rng.random() < 0.5:  # dark seams: shoulders, side seams, a placket or a back yoke
+        seam = 1
+        for side in (-1, 1):
+            cv2.line(details, (int(cx + side * neck_w), int(shoulder_y - r * 0.1)), (int(cx + side * half * 0.8), int(shoulder_y + r * 0.05)), 255, seam, cv2.LINE_AA)
+        if facing == "front" and rng.random() < 0.6:
+            cv2.line(details, (int(cx), int(shoulder_y)), (int(cx + lean), int(hip_y)), 255, seam, cv2.LINE_AA)
+            for k in range(1, 6):
+                by = shoulder_y + (hip_y - shoulder_y) * k / 6
+                cv2.circle(details, (int(cx + lean * k / 6 + r * 0.1), int(by)), max(1, int(r * 0.06)), 255, -1, cv2.LINE_AA)
+        elif facing == "back" and rng.random() < 0.5:
+            cv2.line(details, (int(cx - half * 0.7), int(shoulder_y + r * 0.6)), (int(cx + half * 0.7), int(shoulder_y + r * 0.6)), 255, seam, cv2.LINE_AA)
+        details = np.minimum(details, body)
+    if facing != "back" and rng.random() < 0.6:  # collar or neckline in a contrasting colour
+        collar = np.zeros((h, w), np.uint8)
+        cv2.ellipse(collar, (int(cx), int(shoulder_y - r * 0.05)), (int(neck_w * 1.6), int(r * 0.45)), 0, 0, 180, 255, max(1, int(r * 0.15)), cv2.LINE_AA)
+        a = collar.astype(np.float32)[..., None] / 255
+        cloth_tex = cloth_tex * (1 - a) + rng.uniform(0.1, 1.0, 3).astype(np.float32) * a
+    cloth_tex *= 1 - 0.5 * (details.astype(np.float32)[..., None] / 255)
+
+    # a marker or a phone in a hand
+    held = np.zeros((h, w), np.uint8)
+    for hx, hy, angle, pose in hands:
+        if pose != "down" and rng.random() < 0.6:
+            t = np.radians(angle)
+            length = r * rng.uniform(0.6, 1.0)
+            cv2.line(held, (int(hx), int(hy)), (int(hx + np.cos(t) * length), int(hy + np.sin(t) * length)), 255, max(2, int(r * 0.16)), cv2.LINE_AA)
+    _, held_rgb = pick_marker_colour(rng)
+
+    # key light from one side: every part gets volume shading and a gradient across the person
+    yy, xx = pixel_grid(h, w)
+    key = (1 + rng.uniform(-0.25, 0.25) * np.clip((xx - cx) / (half * 2), -1, 1))[..., None]
+    layers = [(legs, legs_tex, waist * 0.6), (body, cloth_tex, half * 0.7), (skin, skin_tex, r * 0.6),
+              (hair, hair_tex, r * 0.5), (front_body, cloth_tex, r * 0.4), (front_skin, skin_tex, r * 0.3),
+              (held, held_rgb, 0)]
+    person = np.zeros((h, w), np.uint8)
+    person_rgb = np.zeros((h, w, 3), np.float32)
+    for layer, rgb, reach in layers:
+        if not layer.any():
+            continue
+        if reach:
+            rgb = rgb * shaded_part(layer, reach)
         a = layer.astype(np.float32)[..., None] / 255
-        colour[:] = colour * (1 - a) + col * a
-        np.maximum(mask, layer, out=mask)
-    # shading across the body gives it volume
-    shade = np.clip(1 - np.abs(np.arange(w, dtype=np.float32) - cx) / (half_shoulder * 3), 0.5, 1)
-    colour *= np.where(mask[..., None] > 0, (0.75 + 0.25 * shade)[None, :, None], 1)
+        person_rgb = person_rgb * (1 - a) + rgb * key * a
+        np.maximum(person, layer, out=person)
+    if close or rng.random() < 0.15:  # near the camera: out of focus, soft edges
+        sigma = rng.uniform(1.0, 4.0) if close else rng.uniform(0.5, 1.5)
+        alpha = cv2.GaussianBlur(person.astype(np.float32) / 255, (0, 0), sigma)
+        person_rgb = cv2.GaussianBlur(person_rgb, (0, 0), sigma) / np.maximum(alpha, 1e-3)[..., None]
+        person = (alpha * 255 + 0.5).astype(np.uint8)
+    a = person.astype(np.float32)[..., None] / 255
+    colour[:] = colour * (1 - a) + np.clip(person_rgb, 0, 1) * a
+    np.maximum(mask, person, out=mask)
 
 
 def draw_object(rng, h, w, mask, colour):
@@ -542,7 +743,7 @@ def draw_object(rng, h, w, mask, colour):
     else:  # a head/shoulder very near the camera, cut by the frame edge
         cx = rng.choice([rng.uniform(-0.1, 0.2), rng.uniform(0.8, 1.1)]) * w
         cv2.ellipse(layer, (int(cx), int(h * rng.uniform(0.7, 1.1))), (int(rng.uniform(0.1, 0.3) * w), int(rng.uniform(0.2, 0.5) * h)), 0, 0, 360, 255, -1, cv2.LINE_AA)
-    tex = textured_fill(rng, h, w, rng.uniform(0.05, 0.95, 3).astype(np.float32))
+    tex = fabric(rng, h, w, rng.uniform(0.05, 0.95, 3).astype(np.float32)) * shaded_part(layer, 0.05 * h)
     a = layer.astype(np.float32)[..., None] / 255
     colour[:] = colour * (1 - a) + tex * a
     np.maximum(mask, layer, out=mask)
@@ -617,7 +818,109 @@ def colour_cast(rng):
     return (cast / cast.max()).astype(np.float32)
 
 
+def draw_floor(rng, wall, y0):
+    """Floor below the wall from row y0: wood planks, carpet, tiles or linoleum, behind a skirting board."""
+    h, w = wall.shape[:2]
+    fh = h - y0
+    if fh <= 2:
+        return
+    yy, xx = pixel_grid(fh, w)
+    kind = rng.integers(4)
+    base = np.array(rng.choice([[0.55, 0.33, 0.18], [0.7, 0.5, 0.3], [0.35, 0.22, 0.14], [0.45, 0.45, 0.47], [0.3, 0.32, 0.38]]), np.float32)
+    base *= rng.uniform(0.7, 1.2)
+    floor = np.ones((fh, w, 3), np.float32) * base
+    # rows nearer the camera are larger: a simple perspective for pattern sizes
+    depth = 1 + yy / max(fh, 1) * rng.uniform(1, 4)
+    if kind == 0:  # wood planks: grain along x, dark gaps between planks, staggered joints
+        plank = rng.uniform(4, 10) * depth
+        row = np.floor(yy / plank)
+        grain = oriented_noise(rng, fh, w, rng.uniform(3, 8), rng.uniform(40, 120), rng.normal(0, 0.05))
+        tone = (rng.random(int(row.max()) + 2)[row.astype(int)] - 0.5) * 0.25
+        floor *= (1 + grain * 0.12 + tone)[..., None]
+        gaps = (yy % plank) < 1.0
+        joints = ((xx + row * 137) % (rng.uniform(60, 200))) < 1.0
+        floor[gaps | joints] *= 0.55
+    elif kind == 1:  # carpet: fine noise and blotches
+        floor *= (1 + rng.standard_normal((fh, w)).astype(np.float32) * 0.06 + smooth_noise(rng, fh, w, 10) * 0.08)[..., None]
+    elif kind == 2:  # tiles with grout lines
+        tile = rng.uniform(12, 40)
+        grout = ((xx % (tile * depth)) < 1.2) | ((yy % (tile * depth * 0.5)) < 1.0)
+        floor[grout] = floor[grout] * rng.uniform(0.5, 1.4)
+    else:  # linoleum with smooth mottling and a reflection of the ceiling lights
+        floor *= (1 + smooth_noise(rng, fh, w, 6) * 0.1)[..., None]
+        floor += (np.exp(-((xx - rng.uniform(0, w)) / rng.uniform(20, 80)) ** 2) * rng.uniform(0, 0.25))[..., None]
+    wall[y0:] = np.clip(floor, 0, 1)
+    if rng.random() < 0.7:  # skirting board
+        sk = int(rng.uniform(2, 10))
+        wall[max(0, y0 - sk):y0] = rng.choice([0.95, 0.3, 0.6]) * rng.uniform(0.8, 1.1)
+
+
+def draw_wall_clutter(rng, wall):
+    """Things on a wall near a board: doors, windows, posters, picture frames, sockets, a clock, furniture."""
+    h, w = wall.shape[:2]
+    for _ in range(rng.integers(0, 6)):
+        kind = rng.integers(7)
+        x0, y0 = rng.uniform(-0.1, 1.0) * w, rng.uniform(-0.1, 0.9) * h
+        col = rng.uniform(0.05, 0.95, 3)
+        if kind == 0:  # door: frame, panels and a handle
+            dw, dh = rng.uniform(0.15, 0.35) * w, h * 1.2
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + dw), int(y0 + dh)), col.tolist(), -1)
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + dw), int(y0 + dh)), (col * 0.6).tolist(), int(rng.integers(1, 5)))
+            cv2.circle(wall, (int(x0 + dw * 0.85), int(y0 + h * 0.5)), int(rng.integers(2, 5)), rng.uniform(0.1, 0.9, 3).tolist(), -1, cv2.LINE_AA)
+        elif kind == 1:  # window: bright, with mullions or blinds
+            ww, wh = rng.uniform(0.1, 0.4) * w, rng.uniform(0.2, 0.6) * h
+            sky = np.float32(rng.uniform(0.85, 1.0)) * (1 + rng.uniform(-0.1, 0.1, 3))
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + ww), int(y0 + wh)), np.clip(sky, 0, 1).tolist(), -1)
+            bar = (col * 0.5).tolist()
+            if rng.random() < 0.5:
+                for k in range(1, int(rng.integers(8, 30))):
+                    yk = int(y0 + wh * k / 30)
+                    cv2.line(wall, (int(x0), yk), (int(x0 + ww), yk), bar, 1)
+            else:
+                cv2.line(wall, (int(x0 + ww / 2), int(y0)), (int(x0 + ww / 2), int(y0 + wh)), bar, int(rng.integers(1, 5)))
+                cv2.line(wall, (int(x0), int(y0 + wh / 2)), (int(x0 + ww), int(y0 + wh / 2)), bar, int(rng.integers(1, 5)))
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + ww), int(y0 + wh)), bar, int(rng.integers(2, 6)))
+        elif kind in (2, 3):  # poster or framed picture: colour blocks, printed text, a frame
+            pw, ph = rng.uniform(0.05, 0.25) * w, rng.uniform(0.08, 0.4) * h
+            patch = np.ones((max(2, int(ph)), max(2, int(pw)), 3), np.float32) * col
+            patch *= 1 + smooth_noise(rng, patch.shape[0], patch.shape[1], 4, 3) * rng.uniform(0, 0.5)
+            for _ in range(rng.integers(0, 5)):  # printed lines of text (putText draws on uint8 only)
+                fy = int(rng.uniform(0.1, 0.95) * patch.shape[0])
+                text = np.zeros(patch.shape[:2], np.uint8)
+                cv2.putText(text, random_text(rng, (1, 3)), (int(rng.uniform(0, 0.3) * pw), fy), HERSHEY_FONTS[rng.integers(len(HERSHEY_FONTS))],
+                            rng.uniform(0.2, 0.7), 255, 1, cv2.LINE_AA)
+                a = text.astype(np.float32)[..., None] / 255
+                patch = patch * (1 - a) + rng.uniform(0, 1, 3).astype(np.float32) * a
+            xi, yi = int(x0), int(y0)
+            ys, xs = slice(max(0, yi), min(h, yi + patch.shape[0])), slice(max(0, xi), min(w, xi + patch.shape[1]))
+            if ys.stop > ys.start and xs.stop > xs.start:
+                wall[ys, xs] = np.clip(patch[ys.start - yi:ys.stop - yi, xs.start - xi:xs.stop - xi], 0, 1)
+            if kind == 3:
+                cv2.rectangle(wall, (xi, yi), (int(x0 + pw), int(y0 + ph)), rng.uniform(0.05, 0.6, 3).tolist(), int(rng.integers(2, 8)))
+        elif kind == 4:  # power socket or light switch
+            s = rng.uniform(6, 16)
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + s), int(y0 + s)), (np.ones(3) * rng.uniform(0.7, 0.95)).tolist(), -1)
+            cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + s), int(y0 + s)), (np.ones(3) * 0.4).tolist(), 1)
+            cv2.circle(wall, (int(x0 + s / 2), int(y0 + s / 2)), max(1, int(s / 5)), (0.2, 0.2, 0.2), -1)
+        elif kind == 5:  # wall clock
+            rad = int(rng.uniform(8, 25))
+            cv2.circle(wall, (int(x0), int(y0)), rad, (0.95, 0.95, 0.95), -1, cv2.LINE_AA)
+            cv2.circle(wall, (int(x0), int(y0)), rad, col.tolist(), max(1, rad // 6), cv2.LINE_AA)
+            for a, l in ((rng.uniform(0, 6.3), 0.5), (rng.uniform(0, 6.3), 0.8)):
+                cv2.line(wall, (int(x0), int(y0)), (int(x0 + np.cos(a) * rad * l), int(y0 + np.sin(a) * rad * l)), (0.1, 0.1, 0.1), 1, cv2.LINE_AA)
+        else:  # table, chair or cabinet standing at the wall: a top and thin dark legs
+            tw = rng.uniform(0.1, 0.4) * w
+            ty = rng.uniform(0.55, 0.85) * h
+            leg = (col * 0.4).tolist()
+            cv2.rectangle(wall, (int(x0), int(ty)), (int(x0 + tw), int(ty + rng.uniform(3, 12))), col.tolist(), -1)
+            for lx in (x0 + 3, x0 + tw - 3, x0 + tw * rng.uniform(0.2, 0.8)):
+                cv2.line(wall, (int(lx), int(ty)), (int(lx + rng.normal(0, 3)), h), leg, int(rng.integers(1, 5)), cv2.LINE_AA)
+            if rng.random() < 0.4:  # cabinet body
+                cv2.rectangle(wall, (int(x0), int(ty)), (int(x0 + tw), h), (col * rng.uniform(0.5, 1)).tolist(), -1)
+
+
 def wall_texture(rng, h, w):
+    """The room around the board: painted or panelled wall, clutter on it, often a floor at the bottom."""
     kind = rng.random()
     if kind < 0.5:
         base = rng.uniform(0.55, 0.95) * np.array([1, rng.uniform(0.9, 1), rng.uniform(0.75, 1)])
@@ -627,20 +930,57 @@ def wall_texture(rng, h, w):
         base = np.array([0.55, 0.35, 0.2]) * rng.uniform(0.6, 1.3)
     wall = np.ones((h, w, 3), np.float32) * base.astype(np.float32)
     wall *= 1 + (smooth_noise(rng, h, w, 30) * 0.03 + smooth_noise(rng, h, w, 5) * 0.06)[..., None]
-    if rng.random() < 0.4:  # a horizontal band: skirting, wood rail or floor
-        y = int(rng.uniform(0.6, 0.95) * h)
-        band = rng.uniform(0.1, 0.7, 3).astype(np.float32)
-        wall[y:] = band * (1 + smooth_noise(rng, h - y, w, 20)[..., None] * 0.1)
-    if rng.random() < 0.3:  # a picture, door or poster
-        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
-        cv2.rectangle(wall, (int(x0), int(y0)), (int(x0 + rng.uniform(30, 150)), int(y0 + rng.uniform(40, 200))), rng.uniform(0.1, 0.9, 3).tolist(), -1)
+    if rng.random() < 0.7:
+        draw_wall_clutter(rng, wall)
+    if rng.random() < 0.55:
+        draw_floor(rng, wall, int(rng.uniform(0.55, 0.97) * h))
     return np.clip(wall, 0, 1)
+
+
+def point(xy):
+    """An OpenCV pixel coordinate (plain ints) from a float pair."""
+    return int(round(float(xy[0]))), int(round(float(xy[1])))
+
+
+def draw_tray(rng, scene, quad, frame_colour):
+    """The marker tray under the board's bottom edge: a lit top face, a darker front face, markers and an eraser."""
+    bl, br = quad[3].astype(np.float64), quad[2].astype(np.float64)
+    top = rng.uniform(3, 10)
+    front = rng.uniform(3, 12)
+    ext = rng.uniform(0, 12)
+    d = (br - bl) / (np.linalg.norm(br - bl) + 1e-6)
+    a0, a1 = bl - d * ext, br + d * ext
+    top_face = np.array([a0, a1, a1 + [0, top], a0 + [0, top]])
+    front_face = np.array([a0 + [0, top], a1 + [0, top], a1 + [0, top + front], a0 + [0, top + front]])
+    tray_colour = frame_colour * rng.uniform(0.7, 1.1)
+    cv2.fillConvexPoly(scene, np.round(top_face * 16).astype(np.int32), np.clip(tray_colour * 1.05, 0, 1).tolist(), cv2.LINE_AA, shift=4)
+    cv2.fillConvexPoly(scene, np.round(front_face * 16).astype(np.int32), (tray_colour * rng.uniform(0.45, 0.8)).tolist(), cv2.LINE_AA, shift=4)
+    # markers lie along the tray: pale barrels with coloured caps and label bands; erasers are dark blocks
+    length = np.linalg.norm(a1 - a0)
+    for _ in range(rng.integers(0, 8)):
+        t = rng.uniform(0.02, 0.95)
+        p = a0 + (a1 - a0) * t + [0, top * rng.uniform(0.2, 0.6)]
+        ml = min(length * 0.1, rng.uniform(4, 12) * top)
+        q = p + d * ml
+        width = max(2, int(top * rng.uniform(0.5, 0.9)))
+        _, cap = pick_marker_colour(rng)
+        if rng.random() < 0.2:  # eraser
+            cv2.line(scene, point(p), point(p + d * ml * 0.7), (np.ones(3) * rng.uniform(0.05, 0.4)).tolist(), width + 2)
+            continue
+        barrel = np.float32(rng.uniform(0.6, 0.95)) * np.ones(3, np.float32) if rng.random() < 0.7 else cap
+        cv2.line(scene, point(p), point(q), barrel.tolist(), width, cv2.LINE_AA)
+        cv2.line(scene, point(p - [0, width * 0.25]), point(q - [0, width * 0.25]), np.clip(barrel * 1.15, 0, 1).tolist(), 1, cv2.LINE_AA)
+        cap_end = p + d * ml * rng.uniform(0.2, 0.35) if rng.random() < 0.5 else q - d * ml * rng.uniform(0.2, 0.35)
+        cv2.line(scene, point(cap_end), point(p if cap_end[0] < (p[0] + q[0]) / 2 else q), cap.tolist(), width + 1, cv2.LINE_AA)
+        if rng.random() < 0.6:
+            mid = (p + q) / 2
+            cv2.line(scene, point(mid - d * ml * 0.1), point(mid + d * ml * 0.1), cap.tolist(), width, cv2.LINE_AA)
 
 
 def generate(seed: int, height: int = 360, width: int = 640) -> Sample:
     rng = np.random.default_rng(seed)
     h, w = height, width
-    refl_p, clean_p, ink_p, faint_p = render_board_plane(rng, h, w)
+    refl_p, clean_p, ink_p, faint_p, dark_p = render_board_plane(rng, h, w)
 
     quad, far = board_quad(rng, h, w)
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -648,8 +988,9 @@ def generate(seed: int, height: int = 360, width: int = 640) -> Sample:
     warp = lambda img, interp=cv2.INTER_LINEAR: cv2.warpPerspective(img, hom, (w, h), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     refl_b = warp(refl_p)
     clean_b = warp(clean_p)
-    maps = warp(np.dstack([ink_p, faint_p, np.ones((h, w), np.float32)]))
+    maps = warp(np.dstack([ink_p, faint_p, np.ones((h, w), np.float32), dark_p]))
     ink, faint, board = maps[..., 0] >= 0.5, maps[..., 1] >= 0.3, maps[..., 2] >= 0.5
+    ink_darkness = maps[..., 3]
 
     # wall, board frame and tray around the board
     scene = wall_texture(rng, h, w)
@@ -663,16 +1004,15 @@ def generate(seed: int, height: int = 360, width: int = 640) -> Sample:
     frame_colour = np.float32(rng.uniform(0.45, 0.85)) * (1 + rng.uniform(-0.05, 0.05, 3)).astype(np.float32)
     fa = frame_mask.astype(np.float32)[..., None] / 255
     scene = scene * (1 - fa) + frame_colour * fa
-    if far and rng.random() < 0.7:  # marker tray under the bottom edge with a few markers on it
-        bl, br = quad[3], quad[2]
-        depth = rng.uniform(4, 12)
-        tray = np.array([bl + [-5, 0], br + [5, 0], br + [10, depth], bl + [-10, depth]])
-        cv2.fillConvexPoly(scene, np.round(tray).astype(np.int32), (frame_colour * 0.8).tolist(), cv2.LINE_AA)
-        for _ in range(rng.integers(0, 6)):
-            t = rng.uniform(0.05, 0.9)
-            p = bl + (br - bl) * t + [0, depth * 0.3]
-            _, mc = pick_marker_colour(rng)
-            cv2.rectangle(scene, (int(p[0]), int(p[1])), (int(p[0] + rng.uniform(15, 35)), int(p[1] + max(2, depth * 0.4))), mc.tolist(), -1)
+    if rng.random() < 0.7:  # an aluminium bevel: a dark line where the frame meets the board, a bright outer lip
+        centre = quad.mean(0)
+        for offset, tone in ((frame_w, rng.uniform(0.3, 0.7)), (-frame_w, rng.uniform(1.05, 1.3))):
+            edge = quad + (centre - quad) / np.linalg.norm(centre - quad, axis=1, keepdims=True) * offset * 1.2
+            cv2.polylines(scene, [np.round(edge * 16).astype(np.int32).reshape(-1, 1, 2)], True,
+                          np.clip(frame_colour * tone, 0, 1).tolist(), int(rng.integers(1, 3)), cv2.LINE_AA, shift=4)
+            cv2.polylines(frame_mask, [np.round(edge * 16).astype(np.int32).reshape(-1, 1, 2)], True, 255, 3, cv2.LINE_AA, shift=4)
+    if quad[2:, 1].max() < h - 2 and rng.random() < 0.75:  # the bottom edge is in view: a tray with markers
+        draw_tray(rng, scene, quad, frame_colour)
     ink &= board & (frame_mask < 128)
     faint &= ink | faint
 
@@ -770,6 +1110,8 @@ def generate(seed: int, height: int = 360, width: int = 640) -> Sample:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.uniform(30, 95))])
         out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
 
+    # ink is what a camera can see: the same visibility threshold as for faint markers, after glare's wash-out
+    ink &= ink_darkness * (1 - glare) >= INK_VISIBLE_DARKNESS
     fg = fg_mask >= 128
     label = np.full((h, w), CLASS_BOARD, np.uint8)
     label[ink] = CLASS_INK

@@ -4,8 +4,11 @@ Train the whiteboard segmentation model on synthetic frames generated on the fly
 Examples:
   # short CPU smoke run (a few minutes on 2 cores)
   PYTHONPATH=src python -m whiteboard.train --device=cpu --max_steps=150 --batch_size=4 --num_workers=2 --val_count=16 --out_dir=/tmp/wb_cpu
-  # the GPU run behind the shipped model (16 CPU cores generate data, ~8 minutes)
-  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8 --batch_size=32 --num_workers=15 --reuse=4 --out_dir=$OUT
+  # the runs behind the shipped model (lent H100, 15 processes generate data), each continuing the one before:
+  # 1) from the previous shipped model, on the richer generator (8.7 min)
+  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8.7 --batch_size=32 --num_workers=15 --reuse=4 --init_from=src/whiteboard/assets/whiteboard.onnx --lr=2e-3 --warmup_steps=100 --eval_interval=500 --out_dir=$OUT
+  # 2) and 3) continued from the last checkpoint (8.5 min each; run 3: --lr=5e-4 --min_lr=1e-5 --crop_phase=0.2)
+  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8.5 --batch_size=32 --num_workers=15 --reuse=8 --init_from=out/wb_run1/ckpt.pt --lr=1e-3 --min_lr=2e-5 --warmup_steps=50 --crop_phase=0.3 --class_weights="(1.0, 1.2, 1.5)" --eval_interval=500 --out_dir=$OUT
   # export a checkpoint to ONNX + JSON (config only; evaluate adds the metrics)
   PYTHONPATH=src python -m whiteboard.train --export_from=/tmp/wb_cpu/ckpt.pt --export_dir=src/whiteboard/assets
 
@@ -51,6 +54,7 @@ run_seed = 0                      # shifts the training seed stream
 widths = (16, 32, 80)             # model: channels at 1/2, 1/4, 1/8
 full_res_width = 12               # model: channels of the full-resolution branch
 dilations = (1, 2, 4, 8, 16)      # model: dilations of the 1/8 residual blocks
+init_from = ""                    # start from these weights: a checkpoint (.pt) or a shipped model (.onnx, BatchNorm folded)
 export_from = ""                  # if set: export this checkpoint and exit
 export_dir = "src/whiteboard/assets"  # where --export_from writes whiteboard.onnx/.json
 # -----------------------------------------------------------------------------
@@ -167,6 +171,55 @@ def save_curves(history, path):
     plt.close(fig)
 
 
+@torch.no_grad()
+def load_folded_onnx(net, path, calibration):
+    """Warm start from an exported model whose BatchNorms were folded into its Convs.
+
+    The k-th ONNX Conv is the k-th nn.Conv2d (both follow the forward order). A folded Conv carries a bias that
+    the BatchNorm after it must reproduce: in training mode a BatchNorm normalises by batch statistics, so each
+    one is set, on a calibration batch, to undo exactly that normalisation and add the bias.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(path)
+    values = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    modules = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    if len(convs) != len(modules):
+        raise SystemExit(f"--init_from={path}: {len(convs)} Convs there, {len(modules)} in this model config")
+    folded_bias = {}
+    for node, conv in zip(convs, modules):
+        weight = torch.from_numpy(values[node.input[1]].copy())
+        if weight.shape != conv.weight.shape:
+            raise SystemExit(f"--init_from={path}: Conv {node.name} has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}")
+        conv.weight.copy_(weight)
+        bias = torch.from_numpy(values[node.input[2]].copy()) if len(node.input) > 2 else torch.zeros(weight.shape[0])
+        if conv.bias is not None:
+            conv.bias.copy_(bias)
+        else:
+            folded_bias[conv] = bias
+    # the BatchNorm that follows each bias-free Conv (modules are registered in forward order)
+    pending, hooks = None, []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            pending = m if m in folded_bias else None
+        elif isinstance(m, torch.nn.BatchNorm2d) and pending is not None:
+            def calibrate(bn, inputs, bias=folded_bias[pending]):
+                x = inputs[0]
+                mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+                bn.weight.copy_(torch.sqrt(var + bn.eps))
+                bn.bias.copy_(mean + bias.to(x.device))
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+            hooks.append(m.register_forward_pre_hook(calibrate))
+            pending = None
+    net.train()
+    net(calibration)
+    for hook in hooks:
+        hook.remove()
+
+
 def current_config():
     return {k: globals()[k] for k in CONFIG_KEYS}
 
@@ -227,6 +280,14 @@ def main(argv=None):
     val = [synth.generate(synth.VAL_SEEDS[i], frame_h, frame_w) for i in range(val_count)]
     val_images = torch.from_numpy(np.stack([s.image for s in val])).permute(0, 3, 1, 2).contiguous()
     val_labels = torch.from_numpy(np.stack([s.label for s in val]).astype(np.int64))
+    if init_from.endswith(".onnx"):
+        # calibrate on validation frames only: they never enter training and the weights are not fitted to them
+        load_folded_onnx(net, init_from, val_images[:16].to(dev).float() / 255)
+    elif init_from:
+        previous = torch.load(init_from, map_location=dev, weights_only=False)
+        net.load_state_dict(previous["model"])
+    if init_from:
+        print(f"initialised from {init_from}: val {validate(net, val_images, val_labels, dev)}")
 
     dataset = SyntheticFrames(synth.TRAIN_SEED_START + run_seed * 100_000_000, frame_h, frame_w)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
@@ -239,6 +300,9 @@ def main(argv=None):
     use_amp = dev.type == "cuda"
 
     history = {"train": [], "val": []}
+    step_offset = 0  # a continued run logs its steps after those of the run it continues, for one set of curves
+    if init_from.endswith(".pt"):
+        history, step_offset = previous["history"], previous["step"]
     smoothed = None
     metrics = {}
     t_start = time.time()
@@ -247,11 +311,12 @@ def main(argv=None):
     pbar = tqdm(total=max_steps, dynamic_ncols=True)
     batches = iter(loader)
     n_frames = 0
+    wait_s = 0.0  # time spent waiting for the generator: tells whether data or the GPU limits speed
 
     def save_checkpoint():
         raw = net.state_dict()
         ckpt = {"model": {k: v.detach().cpu() for k, v in raw.items()}, "model_config": model_cfg, "config": current_config(),
-                "step": step, "metrics": metrics, "history": history, "frames_seen": n_frames}
+                "step": step + step_offset, "metrics": metrics, "history": history, "frames_seen": n_frames}
         torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
         save_curves(history, os.path.join(out_dir, "training_curves.png"))
 
@@ -259,7 +324,9 @@ def main(argv=None):
         progress = max(step / max_steps, (time.time() - t_start) / budget_s)
         if progress >= 1:
             break
+        t_wait = time.time()
         images_u8, labels = next(batches)
+        wait_s += time.time() - t_wait
         n_frames += len(images_u8)
         images_u8, labels = images_u8.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
         for _ in range(reuse):
@@ -287,18 +354,20 @@ def main(argv=None):
             loss_value = loss.item() if step % 10 == 0 or step < 10 else None
             if loss_value is not None:
                 smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
-                history["train"].append({"step": step, "loss": smoothed, "lr": lr_now, "time_s": time.time() - t_start})
-                pbar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_now:.1e}", frames=n_frames)
+                history["train"].append({"step": step + step_offset, "loss": smoothed, "lr": lr_now, "time_s": time.time() - t_start})
+                pbar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_now:.1e}", frames=n_frames,
+                                 data_wait=f"{wait_s / max(time.time() - t_start, 1e-6):.0%}")
             pbar.update(1)
             if step % eval_interval == 0:
                 metrics = validate(net, val_images, val_labels, dev)
-                history["val"].append({"step": step, **metrics})
+                history["val"].append({"step": step + step_offset, **metrics})
                 tqdm.write(f"step {step}: val {metrics}  ({n_frames} frames, {time.time() - t_start:.0f}s)")
                 save_checkpoint()
     pbar.close()
     metrics = validate(net, val_images, val_labels, dev)
-    history["val"].append({"step": step, **metrics})
-    print(f"done: {step} steps, {n_frames} generated frames, {time.time() - t_start:.0f}s, val {metrics}")
+    history["val"].append({"step": step + step_offset, **metrics})
+    print(f"done: {step} steps, {n_frames} generated frames, {time.time() - t_start:.0f}s "
+          f"({wait_s:.0f}s waiting for data), val {metrics}")
     save_checkpoint()
 
 
