@@ -87,7 +87,7 @@ def build(graph, lw, textures, pass_tiles, source_info: dict, debug_tensors=()) 
         passes.append({"node": p.node, "op": p.op, "program": program_index[p.source], "inputs": bindings,
                        "output": p.output.texture, "flops": flops, "bytes": int(p.bytes_per_texel * texels),
                        "tileFlops": [int(p.flops_per_texel * t[2] * t[3]) for t in tile_list], "tiles": tile_list})
-    texture_bytes = sum(t.width * t.height * 16 for t in textures)
+    texture_bytes = sum(t.bytes_fp32 for t in textures)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -95,7 +95,8 @@ def build(graph, lw, textures, pass_tiles, source_info: dict, debug_tensors=()) 
         "inputs": [_tensor_entry(n, graph.shape(n), lw.views[n]) for n in graph.inputs],
         "outputs": [_tensor_entry(n, graph.shape(n), lw.views[n]) for n in graph.outputs],
         "debugTensors": [_tensor_entry(n, graph.shape(n), lw.views[n]) for n in debug_tensors],
-        "textures": [{"width": t.width, "height": t.height} for t in textures],
+        "textures": [{"width": t.width, "height": t.height, **({"layers": t.layers} if t.layers > 1 else {})}
+                     for t in textures],
         "weights": weight_entries,
         "programs": programs,
         "passes": passes,

@@ -1,6 +1,8 @@
 """The whole pipeline: import -> optimize -> lower -> plan -> bundle."""
 from __future__ import annotations
 
+import re
+
 from . import bundle as bundle_mod
 from . import plan
 from .errors import WebcnnError
@@ -10,29 +12,38 @@ from .optimize import optimize
 
 DEFAULT_MAX_TEXTURE_SIZE = 4096
 DEFAULT_TILE_FLOPS = 8e6
+DEFAULT_PHASES = 8  # output pixels per fragment = render targets (WebGL2 guarantees 4; desktop GPUs, SwiftShader 8)
 
 
 def compile(model, example_input=None, input_shapes=None, *, max_texture_size=DEFAULT_MAX_TEXTURE_SIZE,
-            max_tile_flops=DEFAULT_TILE_FLOPS, debug_tensors=False, out_dir=None) -> bundle_mod.Bundle:
+            max_tile_flops=DEFAULT_TILE_FLOPS, debug_tensors=False, phases=DEFAULT_PHASES, wide_rows=True,
+            out_dir=None) -> bundle_mod.Bundle:
     """Compile an onnx.ModelProto, a .onnx path or a torch.nn.Module (+ example input) into a Bundle.
 
     debug_tensors keeps every intermediate tensor readable (no texture sharing), for per-layer verification.
+    phases: output pixels per fragment (render targets); 1 gives the older one-pixel kernels.
+    wide_rows=False gives the older layout (slices in one column), for before/after benchmarks.
     """
     proto = load_model(model, example_input)
     graph = optimize(import_onnx(proto, input_shapes))
     if not graph.nodes:
         raise WebcnnError("the model has no operations left to run after optimisation")
-    lw = lower(graph, max_texture_size)
     keep = list(graph.outputs)
     if debug_tensors:
-        keep += [n for node in graph.nodes for n in node.outputs if n in lw.views and n not in keep]
+        keep += [n for node in graph.nodes for n in node.outputs if n not in keep]
+    lw = lower(graph, max_texture_size, phases, keep, wide_rows)
+    keep = [n for n in keep if n in lw.views]
     # Outputs and debug tensors need their own texture to outlive the run.
     pinned = {p.id for n in keep for p in lw.views[n].parts if hasattr(p, "id")}
     textures = plan.assign_textures(lw, pinned, reuse=not debug_tensors)
+    rows = {st.id: st.y0 for st in lw.storages}
+    for p in lw.passes:   # the row offsets the shaders were written with as tokens (see lower.core.Storage)
+        p.source = re.sub(r"@Y(\d+)@", lambda m: str(rows[int(m.group(1))]), p.source)
     pass_tiles = [plan.tiles(p.output, p.flops_per_texel, max_tile_flops) for p in lw.passes]
     info = {"opset": graph.opset, "producer": proto.producer_name or "", "maxTextureSize": max_texture_size}
     result = bundle_mod.build(graph, lw, textures, pass_tiles, info,
                               debug_tensors=[n for n in keep if n not in graph.outputs])
+    result.manifest["totals"]["memory"] = plan.memory_stats(lw, textures, pinned)
     if out_dir is not None:
         result.save(out_dir)
     return result

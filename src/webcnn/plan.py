@@ -11,43 +11,80 @@ from .lower.core import Storage
 class Texture:
     width: int = 0
     height: int = 0
-    busy_until: int = -2
+    layers: int = 1   # > 1: an array texture for phase-split storages (see lower.core.Part)
+    placed: list = None  # [(first pass, last pass, first row, rows, storage id)] of the storages in it
+
+    @property
+    def bytes_fp32(self) -> int:
+        return self.width * self.height * self.layers * 16
+
+    def lowest_free_row(self, start: int, end: int, rows: int) -> int:
+        """The lowest first row where `rows` rows are free for passes start..end."""
+        taken = sorted((y, y + h) for s, e, y, h, _ in self.placed if not (e < start or end < s))
+        y0 = 0
+        for a, b in taken:
+            if y0 + rows <= a:
+                break
+            y0 = max(y0, b)
+        return y0
+
+
+def lifetimes(lw: Lowering, pinned: set[int]) -> dict[int, tuple[int, int]]:
+    """Storage id -> (first pass writing it, last pass reading it); graph inputs start at -1 (the upload), pinned
+    storages (outputs, debug tensors) live to the end."""
+    first, last = {}, {}
+    end = len(lw.passes)
+    for i, p in enumerate(lw.passes):
+        first.setdefault(p.output.id, i)
+        for _, part in p.samplers:
+            if isinstance(part, Storage):
+                last[part.id] = max(last.get(part.id, -1), i)
+    spans = {}
+    for st in lw.storages:
+        if st.id in first or st.id in last or st.id in pinned:
+            start = first.get(st.id, -1)
+            spans[st.id] = (start, end if st.id in pinned else max(last.get(st.id, start), start))
+    return spans
 
 
 def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[Texture]:
-    """Greedy interval packing: each storage takes the free texture that needs the least growth."""
-    first = {st.id: None for st in lw.storages}
-    last = {st.id: -1 for st in lw.storages}
-    end = len(lw.passes)
-    for i, p in enumerate(lw.passes):
-        if first[p.output.id] is None:
-            first[p.output.id] = i
-        for _, part in p.samplers:
-            if isinstance(part, Storage):
-                last[part.id] = max(last[part.id], i)
-    for sid in pinned:
-        last[sid] = end
+    """Pack storages into textures, largest first (as arena planners do). Tensors alive at the same time may share a
+    texture at different row offsets, except that a pass never reads a texture it writes. Each storage takes the
+    placement that grows the textures least. Inputs and pinned storages (outputs, debug tensors: live to the end of
+    the run) sit at row 0, where the upload, the readback and apps expect them."""
+    spans = lifetimes(lw, pinned)
+    apart: dict[int, set] = {sid: set() for sid in spans}   # storages that must not share a texture
+    for p in lw.passes:
+        ins = {part.id for _, part in p.samplers if isinstance(part, Storage)}
+        for i in ins:
+            apart.setdefault(p.output.id, set()).add(i)
+            apart.setdefault(i, set()).add(p.output.id)
+    at_origin = set(pinned) | {sid for sid, (s, _) in spans.items() if s < 0}
+    order = sorted((st for st in lw.storages if st.id in spans),
+                   key=lambda st: (st.id not in at_origin, -st.size[0] * st.size[1] * st.phases,
+                                   spans[st.id][0], st.id))
     textures: list[Texture] = []
-    # Graph inputs are written by the upload before the first pass.
-    order = sorted((st for st in lw.storages if first[st.id] is not None or last[st.id] >= 0 or st.id in pinned),
-                   key=lambda st: (first[st.id] if first[st.id] is not None else -1, st.id))
     for st in order:
-        start = first[st.id] if first[st.id] is not None else -1
+        start, end = spans[st.id]
         w, h = st.size
-        best, best_cost = None, None
-        if reuse and st.id not in pinned:
-            for tex in textures:
-                if tex.busy_until >= start:
-                    continue
-                cost = max(tex.width, w) * max(tex.height, h) - tex.width * tex.height
-                if best is None or (cost, tex.width * tex.height) < best_cost:
-                    best, best_cost = tex, (cost, tex.width * tex.height)
+        best, best_cost = None, (w * h, 0)   # the cost of a texture of its own
+        for tex in (textures if reuse else []):
+            if tex.layers != st.phases or any(sid in apart[st.id] for *_, sid in tex.placed):
+                continue
+            y0 = tex.lowest_free_row(start, end, h)
+            if (st.id in at_origin and y0 > 0) or y0 + h > lw.max_size:
+                continue
+            cost = (max(tex.width, w) * max(tex.height, y0 + h) - tex.width * tex.height, y0)
+            if cost < best_cost:
+                best, best_cost = (tex, y0), cost
         if best is None:
-            best = Texture()
-            textures.append(best)
-        best.width, best.height = max(best.width, w), max(best.height, h)
-        best.busy_until = max(last[st.id], start)
-        st.texture = next(i for i, t in enumerate(textures) if t is best)
+            best = (Texture(layers=st.phases, placed=[]), 0)
+            textures.append(best[0])
+        tex, y0 = best
+        tex.width, tex.height = max(tex.width, w), max(tex.height, y0 + h)
+        tex.placed.append((start, end, y0, h, st.id))
+        st.texture = next(i for i, t in enumerate(textures) if t is tex)
+        st.y0 = y0
     return textures
 
 
@@ -55,10 +92,10 @@ def output_rects(st: Storage) -> list[tuple[int, int, int, int]]:
     full_rows = st.slices // st.cols
     rects = []
     if full_rows:
-        rects.append((0, 0, st.cols * st.width, full_rows * st.height))
+        rects.append((0, st.y0, st.cols * st.texel_width, full_rows * st.height))
     rest = st.slices - full_rows * st.cols
     if rest:
-        rects.append((0, full_rows * st.height, rest * st.width, st.height))
+        rects.append((0, st.y0 + full_rows * st.height, rest * st.texel_width, st.height))
     return rects
 
 
@@ -77,3 +114,23 @@ def tiles(st: Storage, flops_per_texel: float, max_tile_flops: float) -> list[li
                 for x in range(x0, x0 + w, span):
                     out.append([x, y, min(span, x0 + w - x), 1])
     return out
+
+
+def memory_stats(lw: Lowering, textures: list[Texture], pinned: set[int]) -> dict:
+    """Texture bytes the plan allocates (fp32) against a lower bound: the most bytes of activations live at any
+    one time (storages from their writing pass to their last reader) plus the weights."""
+    spans = lifetimes(lw, pinned)
+    live_at = [0] * (len(lw.passes) + 2)
+    for st in lw.storages:
+        if st.id in spans:
+            a, b = spans[st.id]
+            for i in range(a + 1, b + 2):
+                live_at[i] += st.size[0] * st.size[1] * st.phases * 16
+    weight_bytes = sum(w.size[0] * w.size[1] * 16 for w in lw.weights)
+    activation_bytes = sum(t.bytes_fp32 for t in textures)
+    peak = max(live_at)
+    total = activation_bytes + weight_bytes
+    return {"textureBytes": total, "activationTextureBytes": activation_bytes, "weightTextureBytes": weight_bytes,
+            "peakLiveActivationBytes": peak, "lowerBoundBytes": peak + weight_bytes,
+            "ratio": round(total / max(1, peak + weight_bytes), 4),
+            "activationRatio": round(activation_bytes / max(1, peak), 4)}

@@ -9,7 +9,8 @@ Layout (resolution: channels):
   1/4   : separable s2 block w0->w1, separable block
   1/8   : separable s2 block w1->w2, residual separable blocks with dilation 1,2,4,8,16
           (large receptive field for people and lighting without a 1/16 level: 360/16 is not whole)
-  decoder: bilinear x2 Resize, concat skip, separable blocks, back to full resolution, 1x1 head.
+  decoder: bilinear x2 Resize, concat skip, separable blocks (decoder_blocks residual ones at 1/4 and 1/2),
+           back to full resolution, 1x1 head.
 Every op maps onto ONNX Conv, BatchNormalization, Relu, Add, Concat, Resize and Softmax.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ModelConfig:
     widths: tuple = (16, 32, 80)      # channels at 1/2, 1/4, 1/8 resolution
     full_res_width: int = 12          # channels of the full-resolution branch
     dilations: tuple = (1, 2, 4, 8, 16)  # residual blocks at 1/8 resolution
+    decoder_blocks: tuple = (1, 1)    # residual blocks after the merge at 1/4 and 1/2 resolution
     n_classes: int = 3
 
 
@@ -59,8 +61,9 @@ class WhiteboardNet(nn.Module):
         self.enc1 = nn.Sequential(conv_bn_relu(3, w0, stride=2), Separable(w0, w0, residual=True))
         self.enc2 = nn.Sequential(Separable(w0, w1, stride=2), Separable(w1, w1, residual=True))
         self.enc3 = nn.Sequential(Separable(w1, w2, stride=2), *[Separable(w2, w2, dilation=d, residual=True) for d in cfg.dilations])
-        self.dec2 = nn.Sequential(Separable(w2 + w1, w1), Separable(w1, w1, residual=True))
-        self.dec1 = nn.Sequential(Separable(w1 + w0, w0), Separable(w0, w0, residual=True))
+        n2, n1 = cfg.decoder_blocks
+        self.dec2 = nn.Sequential(Separable(w2 + w1, w1), *[Separable(w1, w1, residual=True) for _ in range(n2)])
+        self.dec1 = nn.Sequential(Separable(w1 + w0, w0), *[Separable(w0, w0, residual=True) for _ in range(n1)])
         self.dec0 = Separable(w0 + cfg.full_res_width, cfg.full_res_width * 2)
         self.head = nn.Conv2d(cfg.full_res_width * 2, cfg.n_classes, 1)
 

@@ -9,6 +9,8 @@ Examples:
   PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8.7 --batch_size=32 --num_workers=15 --reuse=4 --init_from=src/whiteboard/assets/whiteboard.onnx --lr=2e-3 --warmup_steps=100 --eval_interval=500 --out_dir=$OUT
   # 2) and 3) continued from the last checkpoint (8.5 min each; run 3: --lr=5e-4 --min_lr=1e-5 --crop_phase=0.2)
   PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8.5 --batch_size=32 --num_workers=15 --reuse=8 --init_from=out/wb_run1/ckpt.pt --lr=1e-3 --min_lr=2e-5 --warmup_steps=50 --crop_phase=0.3 --class_weights="(1.0, 1.2, 1.5)" --eval_interval=500 --out_dir=$OUT
+  # 4) grown model: one more residual block at 1/4 and at 1/2, identity-initialised, continuing run 3
+  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=7.5 --batch_size=32 --num_workers=15 --reuse=8 --init_from=out/wb_run3/ckpt.pt --decoder_blocks="(2, 2)" --lr=1e-3 --min_lr=1e-5 --warmup_steps=50 --crop_phase=0.2 --class_weights="(1.0, 1.2, 1.5)" --eval_interval=500 --out_dir=$OUT
   # export a checkpoint to ONNX + JSON (config only; evaluate adds the metrics)
   PYTHONPATH=src python -m whiteboard.train --export_from=/tmp/wb_cpu/ckpt.pt --export_dir=src/whiteboard/assets
 
@@ -54,6 +56,7 @@ run_seed = 0                      # shifts the training seed stream
 widths = (16, 32, 80)             # model: channels at 1/2, 1/4, 1/8
 full_res_width = 12               # model: channels of the full-resolution branch
 dilations = (1, 2, 4, 8, 16)      # model: dilations of the 1/8 residual blocks
+decoder_blocks = (1, 1)           # model: residual blocks after the merge at 1/4 and 1/2
 init_from = ""                    # start from these weights: a checkpoint (.pt) or a shipped model (.onnx, BatchNorm folded)
 export_from = ""                  # if set: export this checkpoint and exit
 export_dir = "src/whiteboard/assets"  # where --export_from writes whiteboard.onnx/.json
@@ -220,6 +223,26 @@ def load_folded_onnx(net, path, calibration):
         hook.remove()
 
 
+@torch.no_grad()
+def grow_from(net, state):
+    """Load a checkpoint into a model that may have more residual blocks than the checkpoint's.
+
+    A block the checkpoint lacks starts as the identity: its last BatchNorm scale is zero, so the residual branch
+    adds nothing and the grown model computes exactly what the checkpoint did, then learns to use the new block.
+    """
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected:
+        raise SystemExit(f"--init_from: checkpoint has weights this model config lacks: {unexpected[:4]}")
+    new_blocks = sorted({k.rsplit(".pointwise.", 1)[0] for k in missing if ".pointwise." in k})
+    for name in new_blocks:
+        block = net.get_submodule(name)
+        if not getattr(block, "residual", False):
+            raise SystemExit(f"--init_from: {name} is missing from the checkpoint and is not a residual block")
+        block.pointwise[1].weight.zero_()
+    if new_blocks:
+        print(f"grown from checkpoint: identity-initialised {', '.join(new_blocks)}")
+
+
 def current_config():
     return {k: globals()[k] for k in CONFIG_KEYS}
 
@@ -268,7 +291,8 @@ def main(argv=None):
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     torch.manual_seed(run_seed)
     os.makedirs(out_dir, exist_ok=True)
-    model_cfg = {"widths": list(widths), "full_res_width": full_res_width, "dilations": list(dilations), "n_classes": 3}
+    model_cfg = {"widths": list(widths), "full_res_width": full_res_width, "dilations": list(dilations),
+                 "decoder_blocks": list(decoder_blocks), "n_classes": 3}
     net = wb_model.build(model_cfg).to(dev)
     print(f"model: {wb_model.count_params(net):,} params, {wb_model.count_flops(net.cpu()) / 1e9:.3f} GFLOPs at {wb_model.INPUT_SHAPE}")
     net.to(dev)
@@ -285,7 +309,7 @@ def main(argv=None):
         load_folded_onnx(net, init_from, val_images[:16].to(dev).float() / 255)
     elif init_from:
         previous = torch.load(init_from, map_location=dev, weights_only=False)
-        net.load_state_dict(previous["model"])
+        grow_from(net, previous["model"])
     if init_from:
         print(f"initialised from {init_from}: val {validate(net, val_images, val_labels, dev)}")
 

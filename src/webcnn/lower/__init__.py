@@ -12,25 +12,40 @@ from .core import Pass, Storage, View, Weight, fetch_function, grid, render, wei
 
 
 class Lowering:
-    def __init__(self, graph: Graph, max_texture_size: int):
+    def __init__(self, graph: Graph, max_texture_size: int, phases: int = 1, keep=(), wide_rows: bool = True):
         self.g = graph
         self.max_size = max_texture_size
+        self.phases = phases        # output pixels per fragment (render targets), 1 = off
+        # Graph inputs and outputs (and debug tensors) are uploaded, read back or shown: plain 2-D textures.
+        self.keep = set(keep) | set(graph.inputs)
+        # Every storage fills rows as wide as the widest map (in texels): storages then mostly share one width,
+        # and the planner packs them into textures by rows.
+        widths = [s[-1] for s in (graph.shape(n) for node in graph.nodes for n in node.outputs if n) if len(s) == 4]
+        self.row_width = max([-(-w // self.default_phases(w)) for w in widths] + [1])
+        if not wide_rows:
+            self.row_width = 0   # the older layout: slices stacked in one column
         self.views: dict[str, View] = {}
         self.storages: list[Storage] = []
         self.weights: list[Weight] = []
         self.passes: list[Pass] = []
 
     # -- views and storages
-    def new_storage(self, channels: int, height: int, width: int) -> Storage:
+    def default_phases(self, width: int) -> int:
+        """Intermediate tensors are phase-split (see core.Part) unless too narrow to fill the render targets."""
+        return self.phases if width >= max(2, self.phases // 2) else 1
+
+    def new_storage(self, channels: int, height: int, width: int, phases: int | None = None) -> Storage:
+        phases = self.default_phases(width) if phases is None else phases
         slices = math.ceil(channels / 4)
-        cols, rows = grid(slices, height, width, self.max_size)
-        st = Storage(slices, height, width, cols, rows, id=len(self.storages))
+        texel_width = -(-width // phases)
+        cols, rows = grid(slices, height, texel_width, self.max_size, wide=self.row_width)
+        st = Storage(slices, height, width, cols, rows, phases, id=len(self.storages))
         self.storages.append(st)
         return st
 
     def output_view(self, name: str) -> View:
         c, h, w = chw(self.g.shape(name))
-        view = View(c, h, w, [self.new_storage(c, h, w)])
+        view = View(c, h, w, [self.new_storage(c, h, w, 1 if name in self.keep else None)])
         self.views[name] = view
         return view
 
@@ -51,8 +66,10 @@ class Lowering:
 
     # -- passes
     def emit(self, node: Node, body: str, inputs: dict, out: View, flops_per_texel: float,
-             extra_functions=(), samplers=(), epilogue: bool = True) -> None:
-        """inputs: GLSL fetch function name -> View. `samplers` are extra (name, Weight) pairs."""
+             extra_functions=(), samplers=(), epilogue: bool = True, phased_body: bool = False) -> None:
+        """inputs: GLSL fetch function name -> View. `samplers` are extra (name, Weight) pairs.
+
+        flops_per_texel is per output pixel (4 channels); a fragment of a P-phase output computes P pixels."""
         inputs = self._fit_texture_units(node, dict(inputs), len(samplers), epilogue)
         functions, all_samplers = list(extra_functions), list(samplers)
         for fn, view in inputs.items():
@@ -70,9 +87,9 @@ class Lowering:
                 else:
                     tail += activation_glsl(node, step[1], step[2])
         (st,) = out.parts
-        source = render(functions, all_samplers, body, st, out.channels, tail)
-        self.passes.append(Pass(node.name, node.op, source, all_samplers, st, flops_per_texel,
-                                bytes_per_texel=16.0 * (1 + len(inputs))))
+        source = render(functions, all_samplers, body, st, out.channels, tail, phased_body)
+        self.passes.append(Pass(node.name, node.op, source, all_samplers, st, flops_per_texel * st.phases,
+                                bytes_per_texel=16.0 * (1 + len(inputs)) * st.phases))
 
 
     def _fit_texture_units(self, node: Node, inputs: dict, fixed: int, epilogue: bool) -> dict:
@@ -93,10 +110,10 @@ class Lowering:
 MAX_TEXTURE_UNITS = 16  # what WebGL2 guarantees per fragment shader
 
 
-def lower(graph: Graph, max_texture_size: int = 4096) -> Lowering:
+def lower(graph: Graph, max_texture_size: int = 4096, phases: int = 1, keep=(), wide_rows: bool = True) -> Lowering:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401  (modules register their ops)
 
-    lw = Lowering(graph, max_texture_size)
+    lw = Lowering(graph, max_texture_size, phases, keep, wide_rows)
     for name in graph.inputs:
         lw.output_view(name)
     for node in graph.nodes:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from . import register
-from .core import float_literal, weight_from_texels
+from .core import float_literal, row_token, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -77,6 +77,10 @@ def lower_conv(lw, node):
     if list(kernel) != [kh, kw]:
         raise UnsupportedError(node, f"kernel_shape {list(kernel)} differs from the weight's {[kh, kw]}", "")
     out = lw.output_view(node.outputs[0])
+    # Several output pixels per fragment share weight and input fetches (see _phased_body).
+    phases = out.parts[0].phases
+    phased = (not head and phases > 1 and (group == 1 or (cin_g == 1 and cout_g == 1))
+              and (not transposed or phases % strides[1] == 0))
     in_hw, out_hw = (x.height, x.width), (out.height, out.width)
     pt, pl = _begin_pads(node, in_hw, out_hw, kernel, strides, dilations, transposed)
 
@@ -98,6 +102,14 @@ def lower_conv(lw, node):
         init = "  vec4 acc = vec4(0.0);\n"
 
     kk = kh * kw
+    if phased:
+        body, texels, flops, kind = _phased_body(x, out, weight, group, init, kernel, strides, dilations, (pt, pl),
+                                                 transposed)
+        w = lw.add_weight(weight_from_texels(node.name + "/weight", texels, lw.max_size))
+        samplers.insert(0, ("u_w", w))
+        lw.emit(node, body, {"X": x}, out, flops, samplers=samplers, phased_body=True)
+        lw.passes[-1].op = f"{node.op}:{kind}"
+        return
     if transposed:
         spatial_y = (f"    int ny = oy + {pt} - ky * {dilations[0]};\n"
                      f"    if (ny < 0 || ny % {strides[0]} != 0) continue;\n"
@@ -118,10 +130,7 @@ def lower_conv(lw, node):
     if group == 1 or (cin_g % 4 == 0 and cout_g % 4 == 0):
         kind = "dense"
         cin4 = math.ceil(cin_g / 4)
-        texels = np.zeros((cout4 * 4, cin4 * 4, kh, kw), np.float32)
-        texels[:cout, :cin_g] = weight
-        # texel (ci, t*kk + k) holds the 4 output channels of slice t for input channel ci
-        texels = texels.reshape(cout4, 4, cin4 * 4, kk).transpose(0, 3, 2, 1).reshape(cout4 * kk, cin4 * 4, 4)
+        texels = dense_texels(weight)
         group_base = "0" if group == 1 else f"((t * 4) / {cout_g}) * {cin_g // 4}"
         inner = (f"      int wy = t * {kk} + k;\n"
                  f"      for (int c = 0; c < {cin4}; ++c) {{\n"
@@ -157,3 +166,130 @@ def lower_conv(lw, node):
     samplers.insert(0, ("u_w", w))
     lw.emit(node, body, {"X": x}, out, flops, samplers=samplers)
     lw.passes[-1].op = f"{node.op}:{kind}"
+
+
+def dense_texels(weight: np.ndarray) -> np.ndarray:
+    """[Cout, Cin, kh, kw] -> texel (4*ci_slice + lane, t*kk + k) holding output channels 4t..4t+3 of input channel."""
+    cout, cin, kh, kw = weight.shape
+    cout4, cin4, kk = math.ceil(cout / 4), math.ceil(cin / 4), kh * kw
+    texels = np.zeros((cout4 * 4, cin4 * 4, kh, kw), np.float32)
+    texels[:cout, :cin] = weight
+    return texels.reshape(cout4, 4, cin4 * 4, kk).transpose(0, 3, 2, 1).reshape(cout4 * kk, cin4 * 4, 4)
+
+
+def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, transposed=False):
+    """Direct convolution computing P horizontally adjacent output pixels per fragment (P = out.phases).
+
+    Each weight texel is fetched once for the P pixels, and each input texel once for every (pixel, tap) pair that
+    reads it (a 3x3 stride-1 row needs P + 2 input columns, not 3P). Edge columns are clamped and masked once per
+    fragment, outside the loops. A transposed conv needs P to be a multiple of its stride: then which taps reach
+    pixel x0 + j is known at compile time for every j."""
+    P = out.parts[0].phases
+    kh, kw = kernel
+    kk = kh * kw
+    (sy, sx), (dy, dx), (pt, pl) = strides, dilations, pads
+    cout = weight.shape[0]
+    cout4 = math.ceil(cout / 4)
+    depthwise = group > 1
+    # (pixel j, tap kx) -> input column offset u; input column = base + u; each u is fetched once
+    if transposed:
+        taps = {(j, kx): (j + pl - kx * dx) // sx for j in range(P) for kx in range(kw)
+                if (j + pl - kx * dx) % sx == 0}
+        base = f"x0 / {sx}"
+    else:
+        taps = {(j, kx): j * sx + kx * dx for j in range(P) for kx in range(kw)}
+        base = f"x0 * {sx} - {pl}"
+    cols = sorted(set(taps.values()))
+    # Masks only where a real output pixel can read outside the row (padding; every case for transposed).
+    right = (out.width - 1) * sx - pl + (kw - 1) * dx
+    masked = transposed or pl > 0 or right >= x.width
+    head = ""
+    for u in cols:
+        name = _uname(u)
+        head += f"  int ix{name} = {base} + {u};\n"
+        if masked:
+            head += f"  bool in{name} = ix{name} >= 0 && ix{name} < {x.width};\n"
+        head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
+    acc = "".join(f"  vec4 v{j} = acc;\n" for j in range(P))
+    # Texel columns (and layers) of each input column, per input part, once per fragment: the loops then only add
+    # a slice origin. (The sampler of part k is u_X{k}, as emit() names them.)
+    for k, part in enumerate(x.parts):
+        for u in cols:
+            n = _uname(u)
+            if part.phases > 1:
+                head += f"  int cx{k}_{n} = ix{n} / {part.phases}; int cl{k}_{n} = ix{n} % {part.phases};\n"
+            else:
+                head += f"  int cx{k}_{n} = ix{n};\n"
+
+    def fetch(k, part, u, ox, oy):
+        n = _uname(u)
+        coord = (f"ivec3({ox}cx{k}_{n}, {oy}, cl{k}_{n})" if part.phases > 1 else f"ivec2({ox}cx{k}_{n}, {oy})")
+        f = f"texelFetch(u_X{k}, {coord}, 0)"
+        return f"({f} * float(in{n}))" if masked else f
+
+    def origin(part, s):
+        """(x + , y + ) prefixes of slice s's origin in its part (iy added to y)."""
+        r = row_token(part)
+        if part.cols == 1:
+            return "", f"{s} * {part.height} + iy{r}"
+        return f"({s} % {part.cols}) * {part.texel_width} + ", f"({s} / {part.cols}) * {part.height} + iy{r}"
+
+    if depthwise:
+        texels = np.zeros((cout4 * 4, kk), np.float32)
+        texels[:cout] = weight.reshape(cout, kk)
+        texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
+        weights = "".join(f"    vec4 w{kx} = texelFetch(u_w, ivec2(ky * {kw} + {kx}, t), 0);\n" for kx in range(kw))
+        # The input slice t lives in one part of a concatenated input: choose the part once per fragment.
+        inner, offset = [], 0
+        for k, part in enumerate(x.parts):
+            ox, oy = origin(part, f"(t - {offset})")
+            code = weights + f"    int sy = {oy};\n" + (f"    int sx = {ox[:-3]};\n" if ox else "")
+            for u in cols:
+                code += f"    {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
+                code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
+                code += "    }\n"
+            offset += part.slices
+            inner.append((f"t < {offset}", code))
+        flops, kind = 2.0 * 4 * kk, "depthwise"
+    else:
+        texels = dense_texels(weight)
+        inner = f"    int wy = t * {kk} + ky * {kw};\n"
+        offset = 0
+        for k, part in enumerate(x.parts):
+            # one loop per concatenated part: its own sampler, no per-fetch part selection
+            ox, oy = origin(part, "c")
+            inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
+                      f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
+            if ox:
+                inner += f"      int sx = {ox[:-3]};\n"
+            for kx in range(kw):
+                inner += (f"      mat4 w{kx} = mat4(texelFetch(u_w, ivec2(wx, wy + {kx}), 0), "
+                          f"texelFetch(u_w, ivec2(wx + 1, wy + {kx}), 0),\n"
+                          f"        texelFetch(u_w, ivec2(wx + 2, wy + {kx}), 0), "
+                          f"texelFetch(u_w, ivec2(wx + 3, wy + {kx}), 0));\n")
+            for u in cols:
+                inner += f"      {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
+                inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
+                inner += "      }\n"
+            inner += "    }\n"
+            offset += part.slices
+        flops, kind = 2.0 * 4 * x.channels * kk, "dense"
+    if transposed:
+        rows = (f"    int ny = oy + {pt} - ky * {dy};\n    if (ny < 0 || ny % {sy} != 0) continue;\n"
+                f"    int iy = ny / {sy};\n    if (iy >= {x.height}) continue;\n")
+        # of the kw taps only those reaching a pixel count, and only 1/sy of the rows
+        flops *= len(taps) / (P * kw) / sy
+    else:
+        rows = f"    int iy = oy * {sy} - {pt} + ky * {dy};\n    if (iy < 0 || iy >= {x.height}) continue;\n"
+    loop = f"  for (int ky = 0; ky < {kh}; ++ky) {{\n" + rows + "@BODY@" + "  }\n"
+    if isinstance(inner, list):
+        branches = [("" if i == 0 else " else ") + (f"if ({cond}) " if i < len(inner) - 1 else "") + "{\n"
+                    + loop.replace("@BODY@", code) + "  }" for i, (cond, code) in enumerate(inner)]
+        body = init + head + acc + "".join(branches) + "\n"
+    else:
+        body = init + head + acc + loop.replace("@BODY@", inner)
+    return body, texels, flops, kind + f"x{P}"
+
+
+def _uname(u: int) -> str:
+    return f"{u}" if u >= 0 else f"m{-u}"

@@ -9,13 +9,16 @@ import numpy as np
 from ..errors import WebcnnError
 
 
-def grid(slices: int, height: int, width: int, max_size: int) -> tuple[int, int]:
-    """Lay `slices` HxW tiles out as a cols x rows grid that fits max_size; stack vertically first."""
+def grid(slices: int, height: int, width: int, max_size: int, wide: int = 0) -> tuple[int, int]:
+    """Lay `slices` HxW tiles out as a cols x rows grid that fits max_size: as many columns as fit in `wide`
+    texels (at least one), then more if the column would be too tall.
+
+    `width` is in texels: a phase-split storage passes ceil(W / phases)."""
     if height > max_size or width > max_size:
         raise WebcnnError(f"a {height}x{width} feature map exceeds the texture size limit {max_size}; "
                           "compile with a smaller input size or a larger --max-texture-size")
     per_column = max_size // height
-    cols = math.ceil(slices / per_column)
+    cols = min(slices, max(math.ceil(slices / per_column), wide // width, 1))
     rows = math.ceil(slices / cols)
     if cols * width > max_size:
         raise WebcnnError(f"a tensor of {slices * 4} channels at {height}x{width} does not fit in "
@@ -25,23 +28,45 @@ def grid(slices: int, height: int, width: int, max_size: int) -> tuple[int, int]
 
 @dataclass(eq=False)
 class Part:
-    """A texture holding `slices` RGBA slices of HxW, laid out cols x rows."""
+    """A texture holding `slices` RGBA slices of HxW, laid out cols x rows.
+
+    With phases P > 1 it is a P-layer array texture: pixel x of a row lives in layer x % P, column x / P. A conv
+    pass then writes P neighbouring pixels per fragment (one per render target) and fetches each weight once for
+    all of them; texture fetches, not arithmetic, are what costs on a GPU like SwiftShader."""
     slices: int
     height: int
     width: int
     cols: int
     rows: int
+    phases: int = 1
+
+    @property
+    def texel_width(self) -> int:
+        return -(-self.width // self.phases)
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.cols * self.width, self.rows * self.height
+        return self.cols * self.texel_width, self.rows * self.height
+
+    @property
+    def sampler_type(self) -> str:
+        return "sampler2DArray" if self.phases > 1 else "sampler2D"
 
 
 @dataclass(eq=False)
 class Storage(Part):
-    """An activation texture region, written by one pass; physical textures are assigned by the planner."""
+    """An activation texture region, written by one pass; physical textures are assigned by the planner.
+
+    Tensors alive at the same time may share a texture at different row offsets y0. Shaders are written before
+    planning, so they name the offset by a token, row_token(), that the compiler replaces once y0 is known."""
     id: int = -1
     texture: int = -1
+    y0: int = 0
+
+
+def row_token(part) -> str:
+    """' + <first row of the part>' in GLSL source: a token for storages (see Storage), nothing for weights."""
+    return f" + @Y{part.id}@" if isinstance(part, Storage) else ""
 
 
 @dataclass(eq=False)
@@ -104,11 +129,7 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
     for k, part in enumerate(view.parts):
         u = f"{sampler_prefix}{k}"
         samplers.append((u, part))
-        if part.cols == 1:
-            coord = f"ivec2(x, s * {part.height} + y)"
-        else:
-            coord = f"ivec2((s % {part.cols}) * {part.width} + x, (s / {part.cols}) * {part.height} + y)"
-        fetch = f"texelFetch({u}, {coord}, 0)"
+        fetch = f"texelFetch({u}, {texel_coord(part, 's', 'y', 'x')}, 0)"
         if k == len(view.parts) - 1:
             lines.append(f"  return {fetch};")
         else:
@@ -116,6 +137,18 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
             lines.append(f"  s -= {part.slices};")
     lines.append("}")
     return "\n".join(lines), samplers
+
+
+def texel_coord(part: Part, s: str, y: str, x: str) -> str:
+    """GLSL texel coordinate (ivec2, or ivec3 with the layer) of slice s, row y, column x of a part."""
+    p = part.phases
+    col = x if p == 1 else f"({x}) / {p}"
+    r = row_token(part)
+    if part.cols == 1:
+        xy = f"{col}, ({s}) * {part.height} + {y}{r}"
+    else:
+        xy = f"(({s}) % {part.cols}) * {part.texel_width} + {col}, (({s}) / {part.cols}) * {part.height} + {y}{r}"
+    return f"ivec2({xy})" if p == 1 else f"ivec3({xy}, ({x}) % {p})"
 
 
 def float_literal(x: float) -> str:
@@ -136,21 +169,36 @@ HEADER = """#version 300 es
 precision highp float;
 precision highp int;
 precision highp sampler2D;
-out vec4 outColor;
+precision highp sampler2DArray;
 """
 
 
-def render(functions: list[str], samplers: list, body: str, out: Storage, channels: int, epilogue: str = "") -> str:
-    """Assemble a fragment shader: decode (t, oy, ox) of the output texel, run the body, mask padding lanes."""
-    decls = "".join(f"uniform sampler2D {u};\n" for u, _ in samplers)
+def render(functions: list[str], samplers: list, body: str, out: Storage, channels: int, epilogue: str = "",
+           phased_body: bool = False) -> str:
+    """Assemble a fragment shader: decode (t, oy, ox) of the output texel, run the body, mask padding lanes.
+
+    An output of P phases has P render targets: each fragment computes pixels x0 .. x0 + P - 1. A plain body (which
+    sets `v` for (t, oy, ox)) then runs once per pixel; a phased body sets v0 .. v{P-1} itself, sharing fetches."""
+    decls = "".join(f"uniform {part.sampler_type} {u};\n" for u, part in samplers)
+    P = out.phases
+    tw = out.texel_width
+    decode = f"  int py = p.y - @Y{out.id}@;\n"
     if out.cols == 1:
-        decode = (f"  int t = p.y / {out.height}; int oy = p.y - t * {out.height}; int ox = p.x;\n")
+        decode += f"  int t = py / {out.height}; int oy = py - t * {out.height}; int x0 = p.x * {P};\n"
     else:
-        decode = (f"  int t = (p.y / {out.height}) * {out.cols} + p.x / {out.width};\n"
-                  f"  int oy = p.y % {out.height}; int ox = p.x % {out.width};\n")
+        decode += (f"  int t = (py / {out.height}) * {out.cols} + p.x / {tw};\n"
+                   f"  int oy = py % {out.height}; int x0 = (p.x % {tw}) * {P};\n")
     mask = ""
     if channels % 4:
         lanes = [1.0 if i < channels % 4 else 0.0 for i in range(4)]
         mask = f"  if (t == {out.slices - 1}) v *= {vec4_literal(lanes)};\n"
-    return (HEADER + decls + "\n".join(functions) + "\nvoid main() {\n  ivec2 p = ivec2(gl_FragCoord.xy);\n"
-            + decode + "  vec4 v;\n" + body + epilogue + mask + "  outColor = v;\n}\n")
+    outs = "".join(f"layout(location = {j}) out vec4 outColor{j};\n" for j in range(P))
+    main = "\nvoid main() {\n  ivec2 p = ivec2(gl_FragCoord.xy);\n" + decode
+    if phased_body:
+        main += body
+        for j in range(P):
+            main += f"  {{ int ox = x0 + {j}; vec4 v = v{j};\n" + epilogue + mask + f"  outColor{j} = v; }}\n"
+    else:
+        for j in range(P):
+            main += f"  {{ int ox = x0 + {j}; vec4 v;\n" + body + epilogue + mask + f"  outColor{j} = v; }}\n"
+    return HEADER + outs + decls + "\n".join(functions) + main + "}\n"

@@ -117,7 +117,9 @@ def lower_relayout(lw, node):
     if tuple(src.shape) != tuple(out_shape):
         raise UnsupportedError(node, f"layout steps give {list(src.shape)}, expected {list(out_shape)}", "")
     flat = src.reshape(chw(out_shape))
-    if flat.shape == (x.channels, x.height, x.width) and np.array_equal(flat.reshape(-1), np.arange(flat.size)):
+    plain = all(getattr(p, "phases", 1) == 1 for p in x.parts) or node.outputs[0] not in lw.keep
+    identity = flat.shape == (x.channels, x.height, x.width) and np.array_equal(flat.reshape(-1), np.arange(flat.size))
+    if plain and identity:
         lw.views[node.outputs[0]] = x  # a pure reshape that keeps the texture layout: no pass
         return
     gather(lw, node, x, flat, lw.output_view(node.outputs[0]))

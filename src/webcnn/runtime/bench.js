@@ -5,7 +5,7 @@ import { load } from './webcnn.js';
 const display = document.getElementById('display');
 const status = document.getElementById('status');
 const gl = display.getContext('webgl2', { antialias: false });
-const rec = { frames: [], probes: [], longtasks: [] };
+const rec = { frames: [], probes: [], longtasks: [], marks: [] };   // marks: [t, phase, done, total] while loading
 
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) rec.longtasks.push([e.startTime, e.duration]);
@@ -72,12 +72,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Each system: load(base, shape) -> { run(x) -> Float32Array (NCHW), stats?(), note? }.
 const SYSTEMS = {
   async webcnn(base, shape, c, mode = 'budget') {
-    const opts = { canvas: document.createElement('canvas') };
+    const opts = { canvas: document.createElement('canvas'), trace: !!c.trace, onProgress: (p) => rec.marks.push([performance.now(), p.phase, p.done, p.total]) };
     if (c.budgetMs) Object.assign(opts, { budgetMs: c.budgetMs, adaptive: false });   // --budget-ms: a fixed budget
     const model = await load(`${base}webcnn/`, opts);
     return {
       run: async (x) => Object.values(await model.run(x, { mode }))[0].data,
-      stats: () => model.stats(),
+      stats: () => ({ ...model.stats(), trace: c.trace ? model.scheduler.trace : undefined }),
     };
   },
   'webcnn-throughput': (base, shape, c) => SYSTEMS.webcnn(base, shape, c, 'throughput'),
@@ -113,6 +113,7 @@ const SYSTEMS = {
         : tf.image.resizeNearestNeighbor(x, n.size, false, n.halfPixel)),
       GlobalAveragePool: (n, x) => tf.mean(x, [1, 2], true),
       Flatten: (n, x) => tf.reshape(x, [1, -1]),
+      Softmax: (n, x) => tf.softmax(x),   // NHWC: the last axis is ONNX's channel axis 1
       Gemm: (n, x) => { const y = tf.matMul(x, w[n.filter]); return n.bias ? tf.add(y, w[n.bias]) : y; },
     };
     const forward = (x) => tf.tidy(() => {
@@ -159,7 +160,8 @@ function sample(out) {
 }
 
 window.bench = {
-  async start({ system, base, shape, seconds, budgetMs, firstTimeoutS = 90 }) {
+  // The window lasts `seconds` and at least `minInferences` inferences, but no longer than `maxSeconds`.
+  async start({ system, base, shape, seconds, minInferences = 1, maxSeconds = seconds, budgetMs, trace = false, firstTimeoutS = 90 }) {
     const x = new Float32Array(shape.reduce((a, b) => a * b, 1));
     for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37);
     await sleep(500);   // let the display loop settle
@@ -172,7 +174,7 @@ window.bench = {
       if (system !== 'idle') {
         const timeout = new Promise((resolve, reject) => setTimeout(
           () => reject(new Error(`no first result within ${firstTimeoutS} s`)), firstTimeoutS * 1000));
-        runner = await Promise.race([SYSTEMS[system](base, shape, { budgetMs }), timeout]);
+        runner = await Promise.race([SYSTEMS[system](base, shape, { budgetMs, trace }), timeout]);
         if (runner.unavailable) return { error: runner.unavailable };
         first = await Promise.race([runner.run(x), timeout]);
         tFirst = performance.now();
@@ -181,7 +183,11 @@ window.bench = {
       const runStart = performance.now();
       const latencies = [];
       if (runner) {
-        while (performance.now() - runStart < seconds * 1000) {
+        const more = () => {
+          const elapsed = performance.now() - runStart;
+          return elapsed < maxSeconds * 1000 && (elapsed < seconds * 1000 || latencies.length < minInferences);
+        };
+        while (more()) {
           const a = performance.now();
           await runner.run(x);
           latencies.push(performance.now() - a);

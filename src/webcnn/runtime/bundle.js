@@ -49,7 +49,7 @@ export function validateManifest(m) {
   }
   check(m.weightsFile && typeof m.weightsFile.name === 'string' && /^[\w.-]+$/.test(m.weightsFile.name), 'missing or bad field "weightsFile.name"');
   check(isInt(m.weightsFile.bytes) && typeof m.weightsFile.sha256 === 'string', 'missing field "weightsFile.bytes" or "weightsFile.sha256"');
-  m.textures.forEach((t, i) => check(isInt(t.width) && isInt(t.height) && t.width > 0 && t.height > 0, `texture ${i} has no valid width/height`));
+  m.textures.forEach((t, i) => check(isInt(t.width) && isInt(t.height) && t.width > 0 && t.height > 0 && (t.layers === undefined || (isInt(t.layers) && t.layers > 1)), `texture ${i} has no valid width/height/layers`));
   m.weights.forEach((w, i) => {
     check(isInt(w.width) && isInt(w.height) && isInt(w.offset) && isInt(w.bytes) && typeof w.sha256 === 'string', `weight ${i} is missing width/height/offset/bytes/sha256`);
     check(w.bytes === w.width * w.height * 16, `weight ${i} ("${w.name}") has ${w.bytes} bytes for a ${w.width}x${w.height} RGBA32F texture`);
@@ -63,6 +63,7 @@ export function validateManifest(m) {
     t.parts.forEach((p) => check(isInt(p.texture) && p.texture < m.textures.length && isInt(p.slices) && isInt(p.cols) && isInt(p.rows), `tensor "${t.name}" has a bad part`));
   });
   check(m.inputs.every((t) => t.parts.length === 1), 'an input spans several textures');
+  check([...m.inputs, ...m.outputs, ...(m.debugTensors || [])].every((t) => t.parts.every((p) => !m.textures[p.texture].layers)), 'an input or output lives in a layered texture');
   m.passes.forEach((p, i) => {
     check(isInt(p.program) && p.program < m.programs.length, `pass ${i} names no valid program`);
     check(isInt(p.output) && p.output < m.textures.length, `pass ${i} names no valid output texture`);

@@ -38,19 +38,24 @@ export function capabilities(gl, precision) {
     fp16,
     maxTextureSize: gl.getParameter(gl.MAX_TEXTURE_SIZE),
     maxTextureUnits: gl.getParameter(gl.MAX_TEXTURE_IMAGE_UNITS),
+    maxDrawBuffers: gl.getParameter(gl.MAX_DRAW_BUFFERS),
     parallelCompile: gl.getExtension('KHR_parallel_shader_compile'),
     timer: gl.getExtension('EXT_disjoint_timer_query_webgl2'),
   };
 }
 
-export function createTexture(gl, width, height, internalFormat) {
+// layers > 1: an array texture (a phase-split activation: pixel x in layer x % layers).
+export function createTexture(gl, width, height, internalFormat, layers = 1) {
   const tex = gl.createTexture();
-  gl.bindTexture(gl.TEXTURE_2D, tex);
-  gl.texStorage2D(gl.TEXTURE_2D, 1, internalFormat, width, height);
-  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
-  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
-  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
-  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+  const target = layers > 1 ? gl.TEXTURE_2D_ARRAY : gl.TEXTURE_2D;
+  gl.bindTexture(target, tex);
+  if (layers > 1) gl.texStorage3D(target, 1, internalFormat, width, height, layers);
+  else gl.texStorage2D(target, 1, internalFormat, width, height);
+  gl.texParameteri(target, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+  gl.texParameteri(target, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+  gl.texParameteri(target, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+  gl.texParameteri(target, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+  if (layers > 1) gl.bindTexture(target, null);
   return tex;
 }
 
@@ -69,10 +74,20 @@ export function uploadRows(gl, tex, width, y0, rows, data) {
   gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, y0, width, rows, gl.RGBA, gl.FLOAT, data);
 }
 
-export function createFramebuffer(gl, tex) {
+// An array texture of n layers gets n colour attachments, one per layer: a fragment writes n pixels.
+export function createFramebuffer(gl, tex, layers = 1) {
   const fb = gl.createFramebuffer();
   gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
-  gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+  if (layers > 1) {
+    const buffers = [];
+    for (let i = 0; i < layers; i++) {
+      gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0 + i, tex, 0, i);
+      buffers.push(gl.COLOR_ATTACHMENT0 + i);
+    }
+    gl.drawBuffers(buffers);
+  } else {
+    gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+  }
   const status = gl.checkFramebufferStatus(gl.FRAMEBUFFER);
   gl.bindFramebuffer(gl.FRAMEBUFFER, null);
   if (status !== gl.FRAMEBUFFER_COMPLETE && !gl.isContextLost()) {

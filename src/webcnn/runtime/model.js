@@ -10,6 +10,8 @@ import { LostContextSignal, Scheduler, nextFrame } from './scheduler.js';
 
 const UPLOAD_BYTES_PER_FRAME = 4 << 20;
 const UPLOAD_BYTES_PER_CALL = 1 << 20;
+const TEXTURE_BYTES_PER_FRAME = 16 << 20;   // activation textures allocated per frame (80 MB at once was a long task)
+const COMPILE_MS_PER_FRAME = 8;             // a status check that took longer: start fewer programs per frame
 
 export async function load(url, options = {}) {
   const { signal, onProgress } = options;
@@ -17,19 +19,20 @@ export async function load(url, options = {}) {
   const { manifest, weights } = await fetchBundle(url, signal);
   onProgress && onProgress({ phase: 'fetch', done: 1, total: 1 });
   const model = new Model(manifest, weights, options);
-  await model.build(signal);
+  // A context lost mid-load is rebuilt by the recovery path; the load then finishes on the restored context.
+  await model.enqueue(async () => { if (!model.built) await model.build(signal); });
   return model;
 }
 
 export class Model {
-  constructor(manifest, weights, { canvas, gl, budgetMs = 4, adaptive = true, precision = 'auto', mode = 'budget', onProgress, compileBatch = 4 } = {}) {
+  constructor(manifest, weights, { canvas, gl, budgetMs = 4, adaptive = true, precision = 'auto', mode = 'budget', onProgress, compileBatch = 4, trace = false } = {}) {
     this.manifest = manifest;
     this.weightBytes = weights;
     this.options = { precision, compileBatch, onProgress };
     this.gl = getContext({ canvas, gl });
     this.canvas = this.gl.canvas;
     this.caps = capabilities(this.gl, precision);
-    this.scheduler = new Scheduler(this.gl, this.caps, { budgetMs, mode, adaptive });
+    this.scheduler = new Scheduler(this.gl, this.caps, { budgetMs, mode, adaptive, trace });
     this.queue = Promise.resolve();
     this.disposed = false;
     this.lost = false;
@@ -37,7 +40,8 @@ export class Model {
     this.counters = { runs: 0, rebuilds: 0, lastRunMs: 0 };
     this.checkLimits();
     this.onLost = (e) => { e.preventDefault(); this.lost = true; };
-    this.onRestored = () => { this.lost = false; this.restored && this.restored(); };
+    // `lost` stays set until a rebuild: a context lost and restored between runs still needs one.
+    this.onRestored = () => { this.restored && this.restored(); };
     if (this.canvas && this.canvas.addEventListener) {
       this.canvas.addEventListener('webglcontextlost', this.onLost);
       this.canvas.addEventListener('webglcontextrestored', this.onRestored);
@@ -52,6 +56,8 @@ export class Model {
         fail('texture-size', `this bundle needs ${t.width}x${t.height} textures but the device allows ${maxTextureSize}; recompile with --max-texture-size ${maxTextureSize}.`);
       }
     }
+    const layers = Math.max(1, ...m.textures.map((t) => t.layers || 1));
+    if (layers > this.caps.maxDrawBuffers) fail('draw-buffers', `this bundle writes ${layers} render targets per pass but the device allows ${this.caps.maxDrawBuffers}; recompile with --phases ${this.caps.maxDrawBuffers}.`);
     const most = Math.max(...m.programs.map((p) => p.samplers.length));
     if (most > maxTextureUnits) fail('texture-units', `a program reads ${most} textures but the device has ${maxTextureUnits} texture units.`);
   }
@@ -65,14 +71,29 @@ export class Model {
     const gl = this.gl;
     const m = this.manifest;
     const format = this.caps.fp16 ? gl.RGBA16F : gl.RGBA32F;
-    this.textures = m.textures.map((t) => createTexture(gl, t.width, t.height, format));
+    this.textures = [];
     this.framebuffers = new Map();
     this.weightTextures = [];
-    resetUnpackState(gl);
+    // Framebuffers are made here, not on first draw: checking one waits for the GPU, which mid-run is busy.
     let frameBytes = 0;
+    for (const t of m.textures) {
+      this.textures.push(createTexture(gl, t.width, t.height, format, t.layers || 1));
+      this.framebuffer(this.textures.length - 1);
+      frameBytes += t.width * t.height * (t.layers || 1) * (this.caps.fp16 ? 8 : 16);
+      if (frameBytes >= TEXTURE_BYTES_PER_FRAME) {
+        this.progress({ phase: 'textures', done: this.textures.length, total: m.textures.length });
+        frameBytes = 0;
+        await this.yieldFrame(signal);
+      }
+    }
+    this.progress({ phase: 'textures', done: m.textures.length, total: m.textures.length });
+    await this.yieldFrame(signal);
+    resetUnpackState(gl);
+    frameBytes = 0;
     const totalBytes = m.weights.reduce((a, w) => a + w.bytes, 0);
     let doneBytes = 0;
     for (const w of m.weights) {
+      // Weights stay fp32 with fp16 storage: fp16 weights too put the whiteboard U-Net past 1e-2 (1.1e-2 vs 6.3e-3).
       const tex = createTexture(gl, w.width, w.height, gl.RGBA32F);
       this.weightTextures.push(tex);
       const rowBytes = w.width * 16;
@@ -90,10 +111,12 @@ export class Model {
       }
     }
     this.progress({ phase: 'weights', done: totalBytes, total: totalBytes });
+    if (frameBytes) await this.yieldFrame(signal);
     await this.compilePrograms(signal);
     gl.bindTexture(gl.TEXTURE_2D, null);
     if (!this.vao) this.vao = gl.createVertexArray();
     this.readBuffers = new Map();
+    this.built = true;
   }
 
   async yieldFrame(signal) {
@@ -108,24 +131,46 @@ export class Model {
     const parallel = this.caps.parallelCompile;
     this.vertexShader = createVertexShader(gl);
     this.programs = new Array(m.programs.length);
-    // With KHR_parallel_shader_compile, start many and poll; without it, each link blocks, so a few per frame.
+    // With KHR_parallel_shader_compile, start many and poll; without it, a few per frame, fewer if checks wait.
     const batch = parallel ? 16 : this.options.compileBatch;
     let next = 0;
     let done = 0;
     const pending = [];
-    while (done < m.programs.length) {
-      while (pending.length < batch && next < m.programs.length) {
-        pending.push({ index: next, job: startProgram(gl, m.programs[next].fragment, this.vertexShader) });
-        next++;
-        if (!parallel && pending.length >= batch) break;
-      }
+    // Without the extension a status check blocks until the link is done; a fence behind each batch of links says
+    // (without blocking) when the GPU process got through them.
+    const linked = (fence) => {
+      if (!fence || fence.done) return true;
+      const status = gl.clientWaitSync(fence.sync, 0, 0);
+      if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+      fence.done = status !== gl.TIMEOUT_EXPIRED;
+      if (fence.done) gl.deleteSync(fence.sync);
+      return fence.done;
+    };
+    const finishReady = () => {
       for (let i = pending.length - 1; i >= 0; i--) {
-        const { index, job } = pending[i];
-        if (programReady(gl, job, parallel)) {
+        const { index, job, fence } = pending[i];
+        if (linked(fence) && programReady(gl, job, parallel)) {
           this.programs[index] = finishProgram(gl, job, m.programs[index].name, m.programs[index].samplers);
           pending.splice(i, 1);
           done++;
         }
+      }
+    };
+    // Programs are started in one frame and checked in a later one, once their fence says the GPU process is done.
+    let start = parallel ? batch : 1;
+    while (done < m.programs.length) {
+      const t0 = performance.now();
+      finishReady();
+      if (!parallel) start = performance.now() - t0 > COMPILE_MS_PER_FRAME ? Math.max(1, start - 1) : Math.min(batch, start + 1);
+      const fence = parallel ? null : { sync: null, done: false };
+      const first = next;
+      for (let i = 0; i < start && pending.length < batch && next < m.programs.length; i++) {
+        pending.push({ index: next, job: startProgram(gl, m.programs[next].fragment, this.vertexShader), fence });
+        next++;
+      }
+      if (fence && next > first) {
+        fence.sync = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+        gl.flush();
       }
       this.progress({ phase: 'compile', done, total: m.programs.length });
       if (done < m.programs.length) await this.yieldFrame(signal);
@@ -136,7 +181,7 @@ export class Model {
   framebuffer(textureIndex) {
     let fb = this.framebuffers.get(textureIndex);
     if (!fb) {
-      fb = createFramebuffer(this.gl, this.textures[textureIndex]);
+      fb = createFramebuffer(this.gl, this.textures[textureIndex], this.manifest.textures[textureIndex].layers || 1);
       this.framebuffers.set(textureIndex, fb);
     }
     return fb;
@@ -144,6 +189,7 @@ export class Model {
 
   inputsByName(inputs) {
     const m = this.manifest;
+    if (inputs === null) return null;   // the caller already rendered the inputs through inputTexture()
     if (inputs instanceof Float32Array) {
       if (m.inputs.length !== 1) fail('input', `this model has ${m.inputs.length} inputs; pass an object {name: Float32Array}.`);
       return { [m.inputs[0].name]: inputs };
@@ -173,12 +219,20 @@ export class Model {
   units() {
     if (!this.unitList) {
       this.unitList = [];
-      this.manifest.passes.forEach((pass, p) => pass.tiles.forEach((tile, i) => this.unitList.push({ p, tile, cost: pass.tileFlops[i] })));
+      this.manifest.passes.forEach((pass, p) => pass.tiles.forEach((tile, i) => this.unitList.push({ p, tile, cost: pass.tileFlops[i], rows: tile[3], key: p })));
     }
     return this.unitList;
   }
 
   submit(start, end) {
+    const units = this.units();
+    const pieces = [];
+    for (let i = start; i < end; i++) pieces.push([i, 0, units[i].rows]);
+    return this.submitPieces(pieces);
+  }
+
+  // pieces: [[unit, row0, row1], ...], each a band of rows of a unit's tile (the scheduler splits tiles to fit a frame).
+  submitPieces(pieces) {
     const gl = this.gl;
     const m = this.manifest;
     const units = this.units();
@@ -193,8 +247,9 @@ export class Model {
     const flush = () => {
       if (rect) { gl.scissor(rect[0], rect[1], rect[2], rect[3]); gl.drawArrays(gl.TRIANGLES, 0, 3); draws++; rect = null; }
     };
-    for (let i = start; i < end; i++) {
-      const { p, tile } = units[i];
+    for (const [i, row0, row1] of pieces) {
+      const { p, tile: whole } = units[i];
+      const tile = [whole[0], whole[1] + row0, whole[2], row1 - row0];
       if (p !== current) {
         flush();
         current = p;
@@ -205,7 +260,8 @@ export class Model {
         gl.viewport(0, 0, out.width, out.height);
         pass.inputs.forEach((b, unit) => {
           gl.activeTexture(gl.TEXTURE0 + unit);
-          gl.bindTexture(gl.TEXTURE_2D, b.texture !== undefined ? this.textures[b.texture] : this.weightTextures[b.weight]);
+          if (b.texture !== undefined && m.textures[b.texture].layers) gl.bindTexture(gl.TEXTURE_2D_ARRAY, this.textures[b.texture]);
+          else gl.bindTexture(gl.TEXTURE_2D, b.texture !== undefined ? this.textures[b.texture] : this.weightTextures[b.weight]);
         });
       }
       // Adjacent bands of one pass merge into a single draw: fewer, larger draws when the budget allows.
@@ -222,19 +278,22 @@ export class Model {
     return draws;
   }
 
-  async readTensor(t, signal) {
+  // Copy a tensor's textures into pixel-pack buffers (GPU side, no wait); readPacked() fetches them once a fence
+  // issued after this has signalled.
+  packRead(t) {
     const gl = this.gl;
-    const chunks = [];
+    const packed = [];
     for (const part of t.parts) {
       const width = part.cols * t.width;
       const height = part.rows * t.height;
       const bytes = width * height * 16;
-      let buffer = this.readBuffers.get(bytes);
+      const key = `${part.texture}:${bytes}`;
+      let buffer = this.readBuffers.get(key);
       if (!buffer) {
         buffer = gl.createBuffer();
         gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
         gl.bufferData(gl.PIXEL_PACK_BUFFER, bytes, gl.STREAM_READ);
-        this.readBuffers.set(bytes, buffer);
+        this.readBuffers.set(key, buffer);
       }
       gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer(part.texture));
       gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
@@ -242,15 +301,28 @@ export class Model {
       gl.readPixels(0, 0, width, height, gl.RGBA, gl.FLOAT, 0);
       gl.bindBuffer(gl.PIXEL_PACK_BUFFER, null);
       gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-      const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
-      await this.scheduler.waitFence(fence, signal);
-      const texels = new Float32Array(width * height * 4);
+      packed.push({ part, buffer, length: width * height * 4 });
+    }
+    return { t, packed };
+  }
+
+  readPacked({ t, packed }) {
+    const gl = this.gl;
+    const chunks = packed.map(({ part, buffer, length }) => {
+      const texels = new Float32Array(length);
       gl.bindBuffer(gl.PIXEL_PACK_BUFFER, buffer);
       gl.getBufferSubData(gl.PIXEL_PACK_BUFFER, 0, texels);
-      gl.bindBuffer(gl.PIXEL_PACK_BUFFER, null);
-      chunks.push({ part, texels });
-    }
+      return { part, texels };
+    });
+    gl.bindBuffer(gl.PIXEL_PACK_BUFFER, null);
     return { name: t.name, shape: t.shape.slice(), data: unpackTensor(t, chunks) };
+  }
+
+  async readTensor(t, signal) {
+    const gl = this.gl;
+    const packed = this.packRead(t);
+    await this.scheduler.waitFence(gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0), signal);
+    return this.readPacked(packed);
   }
 
   // Serialise runs and survive context loss: a lost context rebuilds everything and repeats the run.
@@ -264,7 +336,7 @@ export class Model {
     for (let attempt = 0; ; attempt++) {
       if (this.disposed) fail('disposed', 'this model was disposed; load it again.');
       try {
-        if (this.lost || this.gl.isContextLost()) await this.recover();
+        if (this.lost || this.gl.isContextLost()) { await this.recover(); this.lost = false; }
         return await job();
       } catch (e) {
         if (!(e instanceof LostContextSignal) && !this.gl.isContextLost()) throw e;
@@ -294,9 +366,12 @@ export class Model {
     const named = this.inputsByName(inputs);
     return this.enqueue(async () => {
       const t0 = performance.now();
-      await this.execute(named, { signal, onProgress, mode });
+      // The readback rides in the last slice, under its fence: results are ready when the run's GPU work is.
+      let packed = [];
+      const finish = () => { packed = this.manifest.outputs.map((t) => this.packRead(t)); };
+      await this.execute(named, { signal, onProgress, mode, finish });
       const outputs = {};
-      for (const t of this.manifest.outputs) outputs[t.name] = await this.readTensor(t, signal);
+      for (const p of packed) outputs[p.t.name] = this.readPacked(p);
       this.counters.runs++;
       this.counters.lastRunMs = performance.now() - t0;
       return outputs;
@@ -315,6 +390,19 @@ export class Model {
     });
   }
 
+  // An input's texture and framebuffer, for a page that renders the input on the GPU and then calls
+  // run(null) / runToTexture(null). Channel c lies in lane c % 4 of slice c >> 2, slice s at texel offset
+  // ((s % cols) * width, floor(s / cols) * height); texel row y is tensor row y. Write it only between runs:
+  // the plan may reuse this texture for intermediates while a run is under way.
+  inputTexture(name) {
+    const inputs = this.manifest.inputs;
+    const t = name === undefined && inputs.length === 1 ? inputs[0] : inputs.find((i) => i.name === name);
+    if (!t) fail('input', `no input named "${name}"; this model's inputs are ${inputs.map((i) => `"${i.name}"`).join(', ')}.`);
+    if (t.parts.length !== 1) fail('input', `input "${t.name}" is split over ${t.parts.length} textures; pass it as a Float32Array instead.`);
+    const part = t.parts[0];
+    return { ...this.outputTexture(t), framebuffer: this.framebuffer(part.texture), rows: part.rows };
+  }
+
   outputTexture(t) {
     const part = t.parts[0];
     const tex = this.manifest.textures[part.texture];
@@ -322,10 +410,10 @@ export class Model {
       shape: t.shape.slice(), channels: t.channels, height: t.height, width: t.width, cols: part.cols, slices: part.slices };
   }
 
-  async execute(inputs, { signal, onProgress, mode }) {
-    this.upload(inputs);
+  async execute(inputs, { signal, onProgress, mode, finish }) {
+    if (inputs) this.upload(inputs);
     const units = this.units();
-    await this.scheduler.execute(units.length, (i) => units[i].cost, (a, b) => this.submit(a, b), { signal, onProgress, mode });
+    await this.scheduler.execute(units, (pieces) => this.submitPieces(pieces), { signal, onProgress, mode, finish });
   }
 
   // Read any tensor kept by `webcnn compile --debug-tensors` (for per-layer verification).
@@ -345,16 +433,25 @@ export class Model {
       budgetMs: s.budgetMs,
       mode: s.mode,
       flopsPerMs: s.rate,
-      inFlight: s.inFlight ? 1 : 0,
+      inFlight: s.inFlight.length,
       precision: this.caps.fp16 ? 'fp16' : 'fp32',
       timerQuery: !!this.caps.timer,
       parallelCompile: !!this.caps.parallelCompile,
       textures: (this.textures ? this.textures.length : 0) + (this.weightTextures ? this.weightTextures.length : 0),
+      textureBytes: this.textureBytes(),
       framebuffers: this.framebuffers ? this.framebuffers.size : 0,
       buffers: this.readBuffers ? this.readBuffers.size : 0,
       programs: this.programs ? this.programs.length : 0,
       totals: this.manifest.totals,
     };
+  }
+
+  // Bytes of every texture this model allocated, by the formats it chose (fp16 activations: 8 bytes a texel).
+  textureBytes() {
+    if (!this.textures || !this.textures.length) return 0;
+    const m = this.manifest;
+    return m.textures.reduce((a, t) => a + t.width * t.height * (t.layers || 1) * (this.caps.fp16 ? 8 : 16), 0)
+      + m.weights.reduce((a, w) => a + w.width * w.height * 16, 0);
   }
 
   set budgetMs(ms) { this.scheduler.budgetMs = ms; }

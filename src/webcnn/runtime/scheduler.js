@@ -1,13 +1,18 @@
-// Frame-budgeted submission: each frame submit (pass, tile) draws until the learned GPU budget is used,
-// then flush, fence and yield. At most one frame of work is in flight.
+// Frame-budgeted submission. A run is a queue of (pass, tile) units. Each animation frame gets one slice of draws
+// worth the frame's GPU budget (in ms, from each pass's learned speed), flushed behind a fence. The GPU's progress is
+// tracked on a clock of estimated finish times, since fences are seen signalled a frame or more late; fences bound
+// how far that estimate may run ahead. Each pass's speed comes from timer queries where present.
 import { WebcnnError } from './errors.js';
 
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
 const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
-const MAX_FRAME_SHARE = 0.9;   // the adaptive budget grows up to this share of the display's frame period
+const MAX_FRAME_SHARE = 0.8;   // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
-const POLL_SHARE = 0.5;        // a slice not done at the frame start is polled for up to this share of the period
+const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice (nor fence polls)
+const MAX_QUEUED = 1.5;        // unsignalled slices worth more than this many budgets: wait (the estimates are off)
+const POLL_UNTIL = 0.8;        // fences are polled until this share of the frame: Chrome updates their status lazily
+const MIN_SLICE_MS = 0.5;      // less room than this is not worth a slice
 
 export class LostContextSignal extends Error {}
 
@@ -31,48 +36,62 @@ export function nextFrame() {
 }
 
 export class Scheduler {
-  constructor(gl, caps, { budgetMs = 4, mode = 'budget', adaptive = true } = {}) {
+  constructor(gl, caps, { budgetMs = 4, mode = 'budget', adaptive = true, trace = false } = {}) {
     this.gl = gl;
     this.timer = caps.timer;
     this.budgetMs = budgetMs;
     this.adaptive = adaptive;
     this.period = 1000 / 60;
     this.lastFrame = null;
+    this.frame = { start: -Infinity, woke: -Infinity, used: true };   // the animation frame we last woke in
+    this.gpuFree = 0;                    // when the GPU should be done with everything submitted (estimated)
+    this.tick = null;                    // the next frame's callback, registered in advance
     this.mode = mode;
-    this.rate = INITIAL_RATE;
-    this.inFlight = null;
+    this.rate = INITIAL_RATE;            // FLOP/ms over all work
+    this.passRate = new Map();           // FLOP/ms of each pass (unit key), from timer queries
+    this.inFlight = [];                  // submitted slices, oldest first: {fence, ms (estimated GPU time), frames}
     this.queries = [];
     this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0, lateFrames: 0 };
+    // Debug flag: one row per slice {at: submitted, frame: its frame's start, budget, room, est (ms), pieces, draws,
+    // gpu: timer ms, done: when its fence was seen signalled, groups: [[pass, cost, ms]]}.
+    this.trace = trace ? [] : null;
   }
 
   // GL objects of a lost context are dead: forget them, keep what was learned about speed.
   reset() {
-    this.inFlight = null;
+    this.inFlight = [];
     this.queries = [];
   }
 
-  // Learn FLOP/ms from timer queries where present, else from whether last frame's fence was done in time.
+  rateOf(key) {
+    return this.passRate.get(key) || this.rate;
+  }
+
+  // Timer query results: the time per cost unit of each pass, and over all.
   collect() {
     const gl = this.gl;
     while (this.queries.length) {
-      const { query, cost } = this.queries[0];
+      const { query, cost, key, row } = this.queries[0];
       if (!gl.getQueryParameter(query, gl.QUERY_RESULT_AVAILABLE)) break;
       const ns = gl.getQueryParameter(query, gl.QUERY_RESULT);
       const disjoint = gl.getParameter(this.timer.GPU_DISJOINT_EXT);
       gl.deleteQuery(query);
       this.queries.shift();
+      if (row) { row.gpu += ns / 1e6; row.groups.push([key, cost, ns / 1e6]); }
       if (!disjoint && ns > 0) {
-        const sample = cost / (ns / 1e6);
-        this.rate = Math.max(MIN_RATE, this.counters.timerSamples ? 0.7 * this.rate + 0.3 * sample : sample);
+        const sample = Math.max(MIN_RATE, cost / (ns / 1e6));
+        this.rate = this.counters.timerSamples ? 0.9 * this.rate + 0.1 * sample : sample;
+        const prev = this.passRate.get(key);
+        this.passRate.set(key, prev ? 0.5 * prev + 0.5 * sample : sample);
         this.counters.timerSamples++;
       }
     }
   }
 
   // Budget adaptation (budget mode, adaptive): the display's frame timing is the signal. A late frame means the
-  // GPU had too much to do: cut the budget. A slice that was done by the next frame means there was room: grow it,
-  // up to a share of the frame period. With the fixed 4 ms default, budget mode used a quarter of the GPU.
-  adapt(ts, inTime) {
+  // GPU had too much to do: cut the budget. A frame on time means there was room: grow it, up to a share of the
+  // frame period.
+  adapt(ts) {
     const dt = this.lastFrame === null ? 0 : ts - this.lastFrame;
     this.lastFrame = ts;
     if (!this.adaptive || dt <= 0 || dt > 1000) return;
@@ -81,88 +100,162 @@ export class Scheduler {
       this.counters.lateFrames++;
     } else {
       this.period = 0.95 * this.period + 0.05 * dt;
-      if (inTime) this.budgetMs = Math.min(MAX_FRAME_SHARE * this.period, this.budgetMs + 0.25);
+      this.budgetMs = Math.min(MAX_FRAME_SHARE * this.period, this.budgetMs + 0.25);
     }
   }
 
-  signaled() {
+  signaled(slice) {
     const gl = this.gl;
-    const status = gl.clientWaitSync(this.inFlight.fence, 0, 0);
+    const status = gl.clientWaitSync(slice.fence, 0, 0);
     if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
     return status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED;
   }
 
-  // A slice not done at the frame start is polled briefly within the frame rather than losing the whole frame.
-  async fenceDoneSoon(ts) {
-    if (!this.inFlight || this.signaled()) return this.fenceDone();
-    while (performance.now() - ts < POLL_SHARE * this.period) {
-      await sleep(1);
-      if (this.signaled()) return this.fenceDone();
+  // Drop the slices the GPU has finished (fences signal in order). Without a timer, a slice done by the next frame
+  // means the estimate had room (probe upwards); one that is not means it was too optimistic.
+  retire() {
+    while (this.inFlight.length && this.signaled(this.inFlight[0])) {
+      const slice = this.inFlight.shift();
+      this.gl.deleteSync(slice.fence);
+      if (slice.row) slice.row.done = performance.now();
+      if (!this.timer && slice.frames === 0) this.rate *= 1.05;
     }
-    return this.fenceDone();
+    return this.inFlight.length === 0;
   }
 
-  fenceDone() {
-    if (!this.inFlight) return true;
+  inFlightMs() {
+    return this.inFlight.reduce((a, s) => a + s.ms, 0);
+  }
+
+  // Wait for the next animation frame. Its callback is registered at the previous wake, so that polling late into a
+  // frame cannot skip the next one (which would read as a late frame); one that fired long ago is stale.
+  async wake(signal) {
+    let ts = await (this.tick || nextFrame());
+    if (performance.now() - ts > this.period) ts = await nextFrame();
+    this.tick = nextFrame();
+    if (signal && signal.aborted) throw abortError(signal);
+    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+    this.frame = { start: ts, woke: performance.now(), used: false };
+    if (this.timer) this.collect();
+    if (!this.retire()) {
+      this.inFlight[0].frames++;
+      this.counters.fenceWaits++;
+      if (!this.timer) this.rate = Math.max(MIN_RATE, this.rate * 0.8);
+    }
+    return ts;
+  }
+
+  // Poll the fences for most of the frame (a status is only refreshed when asked, and arrives a task later), then
+  // wait for the next frame. Returns true when it is time for the next frame.
+  async waitSome(signal) {
+    if (performance.now() - this.frame.woke < POLL_UNTIL * this.period && this.inFlight.length) {
+      await sleep(2);
+      if (signal && signal.aborted) throw abortError(signal);
+      if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+      this.retire();
+      return false;
+    }
+    return true;
+  }
+
+  // The room for this frame's slice (ms): the budget, less what passed of the frame and the estimated backlog.
+  room() {
+    const now = performance.now();
+    const late = (now - this.frame.woke) / this.period;
+    if (this.frame.used || late >= LATE_START || this.inFlightMs() > MAX_QUEUED * this.budgetMs) return 0;
+    return this.budgetMs * (1 - late) - Math.max(0, this.gpuFree - now);
+  }
+
+  // Take the next pieces of the queue that fit `budget` ms, grouped by unit key: [{key, pieces, cost}], where a
+  // piece is [unit, row0, row1]. A unit's rows (its scissor band) split so that one tile never overfills a frame;
+  // the first piece always moves at least a row.
+  take(units, pos, budget) {
+    const groups = [];
+    let ms = 0;
+    while (pos.unit < units.length) {
+      const { cost, rows, key } = units[pos.unit];
+      const left = rows - pos.row;
+      const rate = this.rateOf(key);
+      const rowMs = cost / rows / rate;
+      const drawMs = DRAW_OVERHEAD / rate;
+      let n = left;
+      if (ms + drawMs + rowMs * left > budget) {
+        n = Math.min(left, Math.floor((budget - ms - drawMs) / rowMs));
+        if (n < 1) {
+          if (groups.length) break;
+          n = 1;
+        }
+      }
+      let group = groups[groups.length - 1];
+      if (!group || group.key !== key) groups.push(group = { key, pieces: [], cost: 0 });
+      group.pieces.push([pos.unit, pos.row, pos.row + n]);
+      group.cost += DRAW_OVERHEAD + (cost / rows) * n;
+      ms += drawMs + rowMs * n;
+      pos.row += n;
+      if (pos.row >= rows) { pos.unit++; pos.row = 0; }
+      if (n < left) break;
+    }
+    return { groups, ms };
+  }
+
+  submitSlice(units, pos, room, submit, finish, timed) {
     const gl = this.gl;
-    if (this.signaled()) {
-      gl.deleteSync(this.inFlight.fence);
-      // Without a timer, a fence that is done by the next frame means the budget had room: probe upwards.
-      if (!this.timer && this.inFlight.frames === 0) this.rate *= 1.15;
-      this.inFlight = null;
-      return true;
+    const { groups, ms } = this.take(units, pos, room);
+    const row = this.trace ? { at: performance.now(), frame: this.frame.start, budget: this.budgetMs, room, est: ms, gpu: 0, groups: [] } : null;
+    let draws = 0;
+    let pieces = 0;
+    for (const { key, pieces: p, cost } of groups) {
+      const query = timed && this.timer ? gl.createQuery() : null;
+      if (query) gl.beginQuery(this.timer.TIME_ELAPSED_EXT, query);
+      draws += submit(p);
+      pieces += p.length;
+      if (query) {
+        gl.endQuery(this.timer.TIME_ELAPSED_EXT);
+        this.queries.push({ query, cost, key, row });
+      }
     }
-    if (!this.timer) this.rate = Math.max(MIN_RATE, this.rate * 0.8);
-    this.inFlight.frames++;
-    this.counters.fenceWaits++;
-    return false;
+    if (pos.unit >= units.length && finish) finish();
+    const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+    gl.flush();
+    this.inFlight.push({ fence, ms, frames: 0, row });
+    this.gpuFree = Math.max(performance.now(), this.gpuFree) + ms;
+    this.frame.used = true;
+    this.counters.frames++;
+    this.counters.draws += draws;
+    this.counters.submitted += pieces;
+    if (row) { row.pieces = pieces; row.draws = draws; this.trace.push(row); }
   }
 
-  // units: [{cost}]; submit(start, end) issues draws for units[start..end). Resolves when the GPU is done.
-  async execute(count, cost, submit, { signal, onProgress, mode = this.mode } = {}) {
+  // units: [{cost, rows, key}]; submit(pieces) issues the draws of [[unit, row0, row1], ...] and returns how many.
+  // finish() runs right after the last draws, inside the same slice and fence (to start reading outputs back).
+  // Resolves when the GPU is done with all of it.
+  async execute(units, submit, { signal, onProgress, mode = this.mode, finish } = {}) {
     const gl = this.gl;
     const throughput = mode === 'throughput';
     this.lastFrame = null;   // gaps between runs (upload, readback, the app's own work) are not late frames
-    let next = 0;
-    while (next < count) {
+    const pos = { unit: 0, row: 0 };
+    while (pos.unit < units.length) {
       if (signal && signal.aborted) throw abortError(signal);
-      let ts = performance.now();
-      if (!throughput || this.inFlight) ts = await nextFrame();
       if (gl.isContextLost()) throw new LostContextSignal('context lost');
-      if (this.timer) this.collect();
-      if (!throughput) this.adapt(ts, !this.inFlight || this.signaled());
-      const woke = performance.now();
-      if (!(throughput ? this.fenceDone() : await this.fenceDoneSoon(woke))) continue;
-      // A slice submitted late in the frame (after polling its predecessor) gets only the rest of the frame's share.
-      const late = Math.min(1, (performance.now() - woke) / this.period);
-      const budget = throughput ? Infinity : this.budgetMs * (1 - late) * this.rate;
-      let spent = 0;
-      const start = next;
-      while (next < count && (next === start || spent + cost(next) + DRAW_OVERHEAD <= budget)) {
-        spent += cost(next) + DRAW_OVERHEAD;
-        next++;
+      if (throughput) {
+        if (this.inFlight.length) {
+          if (await this.waitSome(signal)) await this.wake(signal);
+          continue;
+        }
+        this.submitSlice(units, pos, Infinity, submit, finish, false);
+      } else {
+        const room = this.room();
+        if (room < MIN_SLICE_MS) {
+          if (await this.waitSome(signal)) this.adapt(await this.wake(signal));
+          continue;
+        }
+        this.submitSlice(units, pos, room, submit, finish, true);
       }
-      let query = null;
-      if (this.timer && !throughput) {
-        query = gl.createQuery();
-        gl.beginQuery(this.timer.TIME_ELAPSED_EXT, query);
-      }
-      this.counters.draws += submit(start, next);
-      if (query) {
-        gl.endQuery(this.timer.TIME_ELAPSED_EXT);
-        this.queries.push({ query, cost: spent });
-      }
-      const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
-      gl.flush();
-      this.inFlight = { fence, frames: 0 };
-      this.counters.frames++;
-      this.counters.submitted += next - start;
-      if (onProgress) onProgress({ phase: 'run', done: next, total: count });
+      if (onProgress) onProgress({ phase: 'run', done: pos.unit, total: units.length });
     }
-    while (!this.fenceDone()) {
-      if (signal && signal.aborted) throw abortError(signal);
-      await nextFrame();
-      if (gl.isContextLost()) throw new LostContextSignal('context lost');
+    if (!units.length && finish) finish();
+    while (this.inFlight.length) {
+      if (await this.waitSome(signal)) await this.wake(signal);
     }
     if (this.timer) this.collect();
   }

@@ -1,0 +1,65 @@
+"""The live whiteboard web app: compile the model to a webcnn bundle and serve the page on 127.0.0.1.
+
+  whiteboard serve --port 8000     # then open http://127.0.0.1:8000/app/
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+from webcnn.errors import WebcnnError
+from webcnn.serve import Server
+
+WEB_DIR = Path(__file__).parent / "web"
+MODEL_PATH = Path(__file__).parent / "assets" / "whiteboard.onnx"
+# Small tiles: on a slow (software) GPU one 8 MFLOP draw alone overruns a 60 Hz frame. Adjacent tiles merge
+# into one draw whenever the budget allows, so a fast GPU loses little.
+TILE_FLOPS = 1e6
+
+
+@contextlib.contextmanager
+def model_bundle(model_path=MODEL_PATH):
+    """Compile the ONNX model into a temporary bundle directory (it takes well under a second)."""
+    import webcnn
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise WebcnnError(f"model {model_path} not found; reinstall the package or pass --model PATH.onnx")
+    with tempfile.TemporaryDirectory(prefix="whiteboard-bundle-") as tmp:
+        webcnn.compile(str(model_path), max_tile_flops=TILE_FLOPS, out_dir=tmp)
+        yield Path(tmp)
+
+
+def app_server(bundle_dir, port=0) -> Server:
+    """The app's pages under /app/, the webcnn runtime under /runtime/, the bundle under /model/; nothing else."""
+    try:
+        return Server({"app": WEB_DIR, "model": bundle_dir}, port=port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise WebcnnError(f"port {port} is already in use; pick another with --port") from None
+        raise WebcnnError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}") from None
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def serve(port=8000, model_path=MODEL_PATH, echo=print) -> None:
+    with model_bundle(model_path) as bundle:
+        server = app_server(bundle, port)
+        echo(f"whiteboard live: open {server.url}/app/ in a browser (Ctrl-C stops)")
+        signal.signal(signal.SIGTERM, _interrupt)  # so that a terminated server still removes its bundle
+        try:
+            server.httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.httpd.server_close()
+
+
+if __name__ == "__main__":
+    serve(int(os.environ.get("PORT", "8000")))

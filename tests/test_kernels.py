@@ -1,0 +1,108 @@
+"""The phased conv kernels (several output pixels per fragment, array-texture outputs) against onnxruntime, across
+kernel shapes, strides, dilations, pads, groups and transposed convs, and every phase count the compiler offers."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from webcnn import zoo
+from webcnn.compiler import compile as compile_model
+from webcnn.verify import verify
+
+
+class Then(nn.Module):
+    """conv, then a pass that reads its output through the generic fetch (so the conv output is an inner tensor,
+    which webcnn lays out phase-split) and a 1x1 conv that reads it through the phased kernel."""
+
+    def __init__(self, conv, cout):
+        super().__init__()
+        self.conv = conv
+        self.mix = nn.Conv2d(cout, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return torch.cat([F.avg_pool2d(y, 1)[:, :4], self.mix(y)], 1)
+
+
+CASES = {
+    "1x1": (lambda: nn.Conv2d(8, 12, 1), 8, (9, 13)),
+    "3x3 pad 1": (lambda: nn.Conv2d(6, 8, 3, padding=1), 6, (10, 17)),
+    "3x3 stride 2": (lambda: nn.Conv2d(5, 8, 3, stride=2, padding=1), 5, (11, 19)),
+    "3x3 dilation 2": (lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2), 4, (12, 20)),
+    "5x3 asymmetric": (lambda: nn.Conv2d(4, 8, (5, 3), padding=(1, 2)), 4, (12, 15)),
+    "7x7 stride 2 pad 3": (lambda: nn.Conv2d(3, 8, 7, stride=2, padding=3), 3, (20, 23)),
+    "depthwise 3x3": (lambda: nn.Conv2d(8, 8, 3, padding=1, groups=8), 8, (9, 21)),
+    "depthwise 3x3 stride 2": (lambda: nn.Conv2d(12, 12, 3, stride=2, padding=1, groups=12), 12, (14, 18)),
+    "depthwise 5x5 dilation 2": (lambda: nn.Conv2d(4, 4, 5, padding=4, dilation=2, groups=4), 4, (13, 17)),
+    "grouped (generic path)": (lambda: nn.Conv2d(8, 12, 3, padding=1, groups=4), 8, (8, 11)),
+    "narrow map": (lambda: nn.Conv2d(8, 8, 3, padding=1), 8, (5, 3)),
+    "transposed 2x2 s2": (lambda: nn.ConvTranspose2d(8, 8, 2, stride=2), 8, (7, 9)),
+    "transposed 3x3 s2 pad 1 out_pad 1": (lambda: nn.ConvTranspose2d(6, 8, 3, 2, 1, output_padding=1), 6, (6, 9)),
+    "transposed 4x4 s2 pad 1": (lambda: nn.ConvTranspose2d(4, 8, 4, 2, 1), 4, (5, 7)),
+    "transposed 3x3 s1 dilation 2": (lambda: nn.ConvTranspose2d(4, 8, 3, 1, 2, dilation=2), 4, (8, 11)),
+    "transposed 3x3 s3 (generic path)": (lambda: nn.ConvTranspose2d(4, 8, 3, stride=3), 4, (5, 6)),
+    "transposed depthwise s2": (lambda: nn.ConvTranspose2d(8, 8, 2, stride=2, groups=8), 8, (6, 10)),
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kernels")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            make, cin, (h, w) = CASES[name]
+            torch.manual_seed(0)
+            conv = make()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                path = str(out / f"{len(cache)}.onnx")
+                cache[name] = zoo.export(Then(conv, conv.out_channels).eval(), (1, cin, h, w), path)
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("phases", [4, 8])
+def test_phased_conv_matches_onnxruntime(browser, models, name, phases):
+    report = verify(models(name), browser=browser, phases=phases)
+    for c in report.outputs:
+        assert c.scaled <= 1e-3, f"{name} P={phases}: max abs {c.max_abs:.3e} (max|ref| {c.max_ref:.3e})"
+
+
+def test_phased_layout_is_used(models):
+    manifest = compile_model(models("3x3 pad 1"), phases=8).manifest
+    assert any(t.get("layers") == 8 for t in manifest["textures"]), manifest["textures"]
+    assert any(p["op"] == "Conv:densex8" for p in manifest["passes"])
+    # outputs stay plain 2-D textures: they are read back and handed to apps
+    out = manifest["outputs"][0]["parts"][0]["texture"]
+    assert "layers" not in manifest["textures"][out]
+    plain = compile_model(models("3x3 pad 1"), phases=1).manifest
+    assert not any("layers" in t for t in plain["textures"])
+
+
+class ConcatThenDepthwise(nn.Module):
+    """A depthwise conv (and a dense one) over a zero-copy concat: each output slice reads one of several parts."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 8, 1), nn.Conv2d(4, 12, 3, padding=1)
+        self.dw = nn.Conv2d(20, 20, 3, padding=1, groups=20)
+        self.dense = nn.Conv2d(20, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], 1)
+        return torch.cat([torch.relu(self.dw(y)), self.dense(y)], 1) * 1.5
+
+
+@pytest.mark.parametrize("phases", [1, 8])
+def test_phased_conv_over_a_concat(browser, tmp_path, phases):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(ConcatThenDepthwise().eval(), (1, 4, 9, 19), str(tmp_path / "cat.onnx"))
+    report = verify(path, browser=browser, phases=phases)
+    assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
