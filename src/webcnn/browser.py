@@ -33,6 +33,31 @@ def _decode(entry) -> np.ndarray:
     return data.reshape(entry["shape"])
 
 
+class _SharedPlaywright:
+    """Playwright's sync API allows one driver per thread, so every Browser in a process shares one, counted."""
+
+    def __init__(self):
+        self.driver = None
+        self.users = 0
+
+    def acquire(self):
+        if self.driver is None:
+            from playwright.sync_api import sync_playwright
+
+            self.driver = sync_playwright().start()
+        self.users += 1
+        return self.driver
+
+    def release(self):
+        self.users -= 1
+        if self.users == 0:
+            driver, self.driver = self.driver, None
+            driver.stop()
+
+
+_PLAYWRIGHT = _SharedPlaywright()
+
+
 class Browser:
     """One Chromium with one page on the harness; bundles are mounted on the built-in server."""
 
@@ -44,17 +69,15 @@ class Browser:
         self._count = 0
 
     def __enter__(self) -> "Browser":
-        from playwright.sync_api import sync_playwright
-
         self.server = Server(self.mounts).start()
         self.profile = tempfile.mkdtemp(prefix="webcnn-chromium-")
-        self._pw = sync_playwright().start()
+        self._pw = _PLAYWRIGHT.acquire()
         try:
             self.context = self._pw.chromium.launch_persistent_context(
                 self.profile, executable_path=find_chromium(), headless=True,
                 args=CHROMIUM_ARGS + self.extra_args, viewport={"width": 800, "height": 600})
         except Exception as e:
-            self._pw.stop()
+            _PLAYWRIGHT.release()
             self.server.stop()
             raise WebcnnError(f"could not start Chromium: {str(e).splitlines()[0]}") from None
         self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
@@ -71,7 +94,7 @@ class Browser:
         try:
             self.context.close()
         finally:
-            self._pw.stop()
+            _PLAYWRIGHT.release()
             self.server.stop()
             shutil.rmtree(self.profile, ignore_errors=True)
 

@@ -24,6 +24,8 @@ class Lowering:
         self.row_width = max([-(-w // self.default_phases(w)) for w in widths] + [1])
         if not wide_rows:
             self.row_width = 0   # the older layout: slices stacked in one column
+        elif wide_rows is not True:
+            self.row_width = int(wide_rows)   # experiments: rows of this many texels
         self.views: dict[str, View] = {}
         self.storages: list[Storage] = []
         self.weights: list[Weight] = []

@@ -209,15 +209,32 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         head += f"  int ix{name} = {base} + {u};\n"
         if masked:
             head += f"  bool in{name} = ix{name} >= 0 && ix{name} < {x.width};\n"
-        head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
+        if transposed or any((P * sx) % part.phases for part in x.parts):
+            head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
     acc = "".join(f"  vec4 v{j} = acc;\n" for j in range(P))
     # Texel columns (and layers) of each input column, per input part, once per fragment: the loops then only add
     # a slice origin. (The sampler of part k is u_X{k}, as emit() names them.)
+    # Without transposition, ix = k0 * P * sx + (u - pl) for fragment k0: a part whose phase count Q divides P * sx
+    # has the layer (u - pl) mod Q known at compile time and a column that only needs clamping where it can leave
+    # the part (a clamped column is masked, or feeds a padding pixel; any real texel will do).
+    if not transposed:
+        head += f"  int k0 = x0 / {P};\n"
     for k, part in enumerate(x.parts):
+        Q = part.phases
+        known = not transposed and (P * sx) % Q == 0
         for u in cols:
             n = _uname(u)
-            if part.phases > 1:
-                head += f"  int cx{k}_{n} = ix{n} / {part.phases}; int cl{k}_{n} = ix{n} % {part.phases};\n"
+            if known:
+                step, off = P * sx // Q, (u - pl) // Q
+                col = f"k0 * {step} + {off}" if off >= 0 else f"k0 * {step} - {-off}"
+                if off < 0:
+                    col = f"max({col}, 0)"
+                if (out.texel_width - 1) * step + off > part.texel_width - 1:
+                    col = f"min({col}, {part.texel_width - 1})"
+                head += f"  int cx{k}_{n} = {col};"
+                head += f" const int cl{k}_{n} = {(u - pl) % Q};\n" if Q > 1 else "\n"
+            elif Q > 1:
+                head += f"  int cx{k}_{n} = ix{n} / {Q}; int cl{k}_{n} = ix{n} % {Q};\n"
             else:
                 head += f"  int cx{k}_{n} = ix{n};\n"
 
