@@ -106,3 +106,55 @@ def test_phased_conv_over_a_concat(browser, tmp_path, phases):
         path = zoo.export(ConcatThenDepthwise().eval(), (1, 4, 9, 19), str(tmp_path / "cat.onnx"))
     report = verify(path, browser=browser, phases=phases)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
+
+
+class UpsampleThenSoftmax(nn.Module):
+    """An inner bilinear upsample (the phased Resize: P pixels share their input columns) and a softmax over 3
+    channels, all in one texel (the one-fetch Softmax)."""
+
+    def __init__(self, scale, align_corners):
+        super().__init__()
+        self.scale, self.align = scale, align_corners
+        self.a, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 3, 1)
+
+    def forward(self, x):
+        y = F.interpolate(torch.relu(self.a(x)), scale_factor=self.scale, mode="bilinear",
+                          align_corners=self.align)
+        return torch.softmax(self.head(y) * 3.0, 1)
+
+
+@pytest.mark.parametrize("scale,align_corners", [(2, False), (4, False), (2, True), (3, False)])
+def test_phased_resize_and_softmax(browser, tmp_path, scale, align_corners):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(UpsampleThenSoftmax(scale, align_corners).eval(), (1, 3, 5, 7), str(tmp_path / "up.onnx"))
+    ops = [p["op"] for p in compile_model(path).manifest["passes"]]
+    # integer factors dividing the 8 phases take the phased path; align_corners and x3 the generic one
+    assert ("Resize:linearx8" in ops) == (scale in (2, 4) and not align_corners), ops
+    report = verify(path, browser=browser)
+    assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
+
+
+class PointwisePair(nn.Module):
+    """1x1 conv over a concat (10 channels, sigmoid: padding lanes would not be zero), then a 1x1 head of 3 and a
+    softmax: the two 1x1 convs are one fused pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.p, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(16, 10, 1), nn.Conv2d(10, 3, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        return torch.softmax(self.head(torch.sigmoid(self.p(torch.cat([y, y * 2.0], 1)))), 1)
+
+
+def test_fused_pointwise_pair(browser, tmp_path):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(PointwisePair().eval(), (1, 3, 6, 21), str(tmp_path / "pair.onnx"))
+    ops = [p["op"] for p in compile_model(path).manifest["passes"]]
+    assert "Conv:pointwise-pairx8" in ops, ops
+    report = verify(path, browser=browser)
+    assert report.ok, [(c.name, c.max_abs) for c in report.outputs]

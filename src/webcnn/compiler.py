@@ -31,11 +31,17 @@ def compile(model, example_input=None, input_shapes=None, *, max_texture_size=DE
     keep = list(graph.outputs)
     if debug_tensors:
         keep += [n for node in graph.nodes for n in node.outputs if n not in keep]
-    lw = lower(graph, max_texture_size, phases, keep, wide_rows)
+
+    def lower_and_plan(plain=()):
+        lw = lower(graph, max_texture_size, phases, keep, wide_rows, plain)
+        # Outputs and debug tensors need their own texture to outlive the run.
+        pinned = {p.id for n in keep if n in lw.views for p in lw.views[n].parts if hasattr(p, "id")}
+        return lw, pinned, plan.assign_textures(lw, pinned, reuse=not debug_tensors)
+
+    lw, pinned, textures = lower_and_plan()
+    if not debug_tensors and phases > 1:
+        lw, pinned, textures = plan.trade_speed_for_memory(lw, pinned, textures, lower_and_plan)
     keep = [n for n in keep if n in lw.views]
-    # Outputs and debug tensors need their own texture to outlive the run.
-    pinned = {p.id for n in keep for p in lw.views[n].parts if hasattr(p, "id")}
-    textures = plan.assign_textures(lw, pinned, reuse=not debug_tensors)
     rows = {st.id: st.y0 for st in lw.storages}
     for p in lw.passes:   # the row offsets the shaders were written with as tokens (see lower.core.Storage)
         p.source = re.sub(r"@Y(\d+)@", lambda m: str(rows[int(m.group(1))]), p.source)

@@ -88,6 +88,38 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[
     return textures
 
 
+MEMORY_TARGET = 1.25   # total texture bytes / lower bound (issue 6)
+
+
+def trade_speed_for_memory(lw, pinned, textures, lower_and_plan, tries: int = 8, steps: int = 2):
+    """Plain textures (graph inputs and outputs) cannot hold the phase-split array textures of the tensors in
+    between, so in a small network they can sit idle for most of the run. Where that leaves the plan over
+    MEMORY_TARGET, store some inner tensors plain (slower one-pixel kernels write them) so they can take those
+    idle rows: greedily the one that saves most bytes, while any does (a few re-lowerings at most). Large networks,
+    whose plain textures are a small share, rarely get here."""
+    def total(plan_):
+        lw_, pinned_, textures_ = plan_
+        return memory_stats(lw_, textures_, pinned_)
+    best, plain = (lw, pinned, textures), set()
+    for _ in range(steps):
+        stats = total(best)
+        if stats["ratio"] <= MEMORY_TARGET:
+            break
+        lw_ = best[0]
+        layered = sorted(((n, v.parts[0]) for n, v in lw_.views.items()
+                          if len(v.parts) == 1 and isinstance(v.parts[0], Storage) and v.parts[0].phases > 1
+                          and n not in plain), key=lambda nv: -nv[1].size[0] * nv[1].size[1] * nv[1].phases)
+        trials = [(total(t)["textureBytes"], n, t) for n, _ in layered[:tries]
+                  for t in [lower_and_plan(plain | {n})]]
+        if not trials:
+            break
+        bytes_, name, trial = min(trials, key=lambda x: x[0])
+        if bytes_ >= stats["textureBytes"]:
+            break
+        best, plain = trial, plain | {name}
+    return best
+
+
 def output_rects(st: Storage) -> list[tuple[int, int, int, int]]:
     full_rows = st.slices // st.cols
     rects = []

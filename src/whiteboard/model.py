@@ -29,7 +29,7 @@ class ModelConfig:
     widths: tuple = (16, 32, 80)      # channels at 1/2, 1/4, 1/8 resolution
     full_res_width: int = 12          # channels of the full-resolution branch
     dilations: tuple = (1, 2, 4, 8, 16)  # residual blocks at 1/8 resolution
-    decoder_blocks: tuple = (1, 1)    # residual blocks after the merge at 1/4 and 1/2 resolution
+    decoder_blocks: tuple = (2, 2)    # residual blocks after the merge at 1/4 and 1/2 resolution
     n_classes: int = 3
 
 
@@ -125,7 +125,10 @@ def config_dict(cfg: ModelConfig):
 
 
 def build(cfg_dict=None):
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (cfg_dict or {}).items()})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg_dict or {}).items()}
+    if cfg_dict and "decoder_blocks" not in values:
+        values["decoder_blocks"] = (1, 1)  # configs stored before the key existed had one block each
+    cfg = ModelConfig(**values)
     return WhiteboardNet(cfg)
 
 

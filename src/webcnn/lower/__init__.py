@@ -12,24 +12,25 @@ from .core import Pass, Storage, View, Weight, fetch_function, grid, render, wei
 
 
 class Lowering:
-    def __init__(self, graph: Graph, max_texture_size: int, phases: int = 1, keep=(), wide_rows: bool = True):
+    def __init__(self, graph: Graph, max_texture_size: int, phases: int = 1, keep=(), wide_rows: bool = True,
+                 plain=()):
         self.g = graph
         self.max_size = max_texture_size
         self.phases = phases        # output pixels per fragment (render targets), 1 = off
         # Graph inputs and outputs (and debug tensors) are uploaded, read back or shown: plain 2-D textures.
         self.keep = set(keep) | set(graph.inputs)
+        self.plain = set(plain)     # tensors stored plain though not kept: the planner's memory trade (plan.py)
         # Every storage fills rows as wide as the widest map (in texels): storages then mostly share one width,
         # and the planner packs them into textures by rows.
         widths = [s[-1] for s in (graph.shape(n) for node in graph.nodes for n in node.outputs if n) if len(s) == 4]
         self.row_width = max([-(-w // self.default_phases(w)) for w in widths] + [1])
         if not wide_rows:
             self.row_width = 0   # the older layout: slices stacked in one column
-        elif wide_rows is not True:
-            self.row_width = int(wide_rows)   # experiments: rows of this many texels
         self.views: dict[str, View] = {}
         self.storages: list[Storage] = []
         self.weights: list[Weight] = []
         self.passes: list[Pass] = []
+        self.deferred: dict = {}    # tensor -> the conv that computes it inside its reader's pass (lower/conv.py)
 
     # -- views and storages
     def default_phases(self, width: int) -> int:
@@ -47,7 +48,7 @@ class Lowering:
 
     def output_view(self, name: str) -> View:
         c, h, w = chw(self.g.shape(name))
-        view = View(c, h, w, [self.new_storage(c, h, w, 1 if name in self.keep else None)])
+        view = View(c, h, w, [self.new_storage(c, h, w, 1 if name in self.keep or name in self.plain else None)])
         self.views[name] = view
         return view
 
@@ -112,10 +113,11 @@ class Lowering:
 MAX_TEXTURE_UNITS = 16  # what WebGL2 guarantees per fragment shader
 
 
-def lower(graph: Graph, max_texture_size: int = 4096, phases: int = 1, keep=(), wide_rows: bool = True) -> Lowering:
+def lower(graph: Graph, max_texture_size: int = 4096, phases: int = 1, keep=(), wide_rows: bool = True,
+          plain=()) -> Lowering:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401  (modules register their ops)
 
-    lw = Lowering(graph, max_texture_size, phases, keep, wide_rows)
+    lw = Lowering(graph, max_texture_size, phases, keep, wide_rows, plain)
     for name in graph.inputs:
         lw.output_view(name)
     for node in graph.nodes:

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from . import register
-from .core import float_literal, row_token, weight_from_texels
+from .activations import activation_glsl
+from .core import float_literal, row_token, texel_coord, vec4_literal, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -44,8 +45,12 @@ def _begin_pads(node, in_hw, out_hw, kernel, strides, dilations, transposed):
 @register("ConvTranspose", attrs=CONVT_ATTRS)
 def lower_conv(lw, node):
     g = lw.g
+    if _defer_pointwise(lw, node):
+        return
     transposed = node.op == "ConvTranspose"
     x_name, w_name = node.inputs[0], node.inputs[1]
+    if x_name in lw.deferred:
+        return _fused_pointwise_pair(lw, lw.deferred.pop(x_name), node)
     x_shape, out_shape = g.shape(x_name), g.shape(node.outputs[0])
     head = node.attrs.get("head", False)
     if not head and (len(x_shape) != 4 or x_shape[0] != 1):
@@ -209,32 +214,15 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         head += f"  int ix{name} = {base} + {u};\n"
         if masked:
             head += f"  bool in{name} = ix{name} >= 0 && ix{name} < {x.width};\n"
-        if transposed or any((P * sx) % part.phases for part in x.parts):
-            head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
+        head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
     acc = "".join(f"  vec4 v{j} = acc;\n" for j in range(P))
     # Texel columns (and layers) of each input column, per input part, once per fragment: the loops then only add
     # a slice origin. (The sampler of part k is u_X{k}, as emit() names them.)
-    # Without transposition, ix = k0 * P * sx + (u - pl) for fragment k0: a part whose phase count Q divides P * sx
-    # has the layer (u - pl) mod Q known at compile time and a column that only needs clamping where it can leave
-    # the part (a clamped column is masked, or feeds a padding pixel; any real texel will do).
-    if not transposed:
-        head += f"  int k0 = x0 / {P};\n"
     for k, part in enumerate(x.parts):
-        Q = part.phases
-        known = not transposed and (P * sx) % Q == 0
         for u in cols:
             n = _uname(u)
-            if known:
-                step, off = P * sx // Q, (u - pl) // Q
-                col = f"k0 * {step} + {off}" if off >= 0 else f"k0 * {step} - {-off}"
-                if off < 0:
-                    col = f"max({col}, 0)"
-                if (out.texel_width - 1) * step + off > part.texel_width - 1:
-                    col = f"min({col}, {part.texel_width - 1})"
-                head += f"  int cx{k}_{n} = {col};"
-                head += f" const int cl{k}_{n} = {(u - pl) % Q};\n" if Q > 1 else "\n"
-            elif Q > 1:
-                head += f"  int cx{k}_{n} = ix{n} / {Q}; int cl{k}_{n} = ix{n} % {Q};\n"
+            if part.phases > 1:
+                head += f"  int cx{k}_{n} = ix{n} / {part.phases}; int cl{k}_{n} = ix{n} % {part.phases};\n"
             else:
                 head += f"  int cx{k}_{n} = ix{n};\n"
 
@@ -279,11 +267,12 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
                       f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
             if ox:
                 inner += f"      int sx = {ox[:-3]};\n"
+            # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
+            lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
             for kx in range(kw):
-                inner += (f"      mat4 w{kx} = mat4(texelFetch(u_w, ivec2(wx, wy + {kx}), 0), "
-                          f"texelFetch(u_w, ivec2(wx + 1, wy + {kx}), 0),\n"
-                          f"        texelFetch(u_w, ivec2(wx + 2, wy + {kx}), 0), "
-                          f"texelFetch(u_w, ivec2(wx + 3, wy + {kx}), 0));\n")
+                columns = [f"texelFetch(u_w, ivec2(wx + {i}, wy + {kx}), 0)" if i < lanes else "vec4(0.0)"
+                           for i in range(4)]
+                inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
             for u in cols:
                 inner += f"      {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
                 inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
@@ -310,3 +299,98 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
 
 def _uname(u: int) -> str:
     return f"{u}" if u >= 0 else f"m{-u}"
+
+
+def _plain_pointwise(g, node) -> bool:
+    """A 1x1, stride 1, unpadded, ungrouped Conv with constant weights over a [1, C, H, W] input."""
+    w = g.const(node.inputs[1]) if len(node.inputs) > 1 else None
+    a = node.attrs
+    return (node.op == "Conv" and not a.get("head", False) and w is not None and w.ndim == 4
+            and w.shape[2:] == (1, 1) and a.get("group", 1) == 1 and list(a.get("strides", [1, 1])) == [1, 1]
+            and list(a.get("dilations", [1, 1])) == [1, 1] and not any(a.get("pads", [0, 0, 0, 0]))
+            and _auto_pad(node) in ("NOTSET", "VALID") and len(g.shape(node.inputs[0])) == 4
+            and (len(node.inputs) < 3 or not node.inputs[2] or g.const(node.inputs[2]) is not None))
+
+
+MAX_FUSED_SLICES = 8   # accumulators of the first conv: P x this many vec4 registers
+
+
+def _defer_pointwise(lw, node) -> bool:
+    """1x1 conv A whose only reader is a 1x1 conv B of at most 4 output channels (a segmentation head): lower them
+    as one pass (see _fused_pointwise_pair) and never store A's output. Returns True when A is deferred."""
+    g = lw.g
+    if lw.phases == 1 or not _plain_pointwise(g, node) or any(s[0] != "act" for s in node.epilogue):
+        return False
+    out = node.outputs[0]
+    users = g.consumers(out)
+    residual = any(s[0] == "add" and s[1] == out for n in g.nodes for s in n.epilogue)
+    if len(users) != 1 or residual or out in lw.keep or out in g.outputs or not _plain_pointwise(g, users[0]):
+        return False
+    b = users[0]
+    if b.inputs[0] != out or g.const(b.inputs[1]).shape[0] > 4 or math.ceil(g.shape(out)[1] / 4) > MAX_FUSED_SLICES:
+        return False
+    x = lw.views.get(node.inputs[0])
+    if x is None or lw.default_phases(x.width) != lw.phases or b.outputs[0] in lw.keep:
+        return False
+    lw.deferred[out] = node
+    return True
+
+
+def _fused_pointwise_pair(lw, a, b):
+    """B(act(A(x))) for 1x1 convs, B with one output slice: each fragment computes all of A's channels for its P
+    pixels, applies A's epilogue, then B. Unfused, every A output slice re-fetches x and B re-fetches A's output:
+    fused, x is fetched once per fragment and A's output never leaves registers."""
+    g = lw.g
+    x = lw.view(a, a.inputs[0])
+    out = lw.output_view(b.outputs[0])
+    P = out.parts[0].phases
+    wa, wb = g.const(a.inputs[1]).astype(np.float32), g.const(b.inputs[1]).astype(np.float32)
+    ca, cb = wa.shape[0], wb.shape[0]
+    ca4 = math.ceil(ca / 4)
+    samplers, body = [], ""
+
+    def bias_texels(node, c):
+        t = np.zeros((1, math.ceil(c / 4) * 4), np.float32)
+        if len(node.inputs) > 2 and node.inputs[2]:
+            t[0, :c] = g.const(node.inputs[2]).astype(np.float32).reshape(-1)
+        return t.reshape(1, -1, 4)
+
+    wa_tex = lw.add_weight(weight_from_texels(a.name + "/weight", dense_texels(wa), lw.max_size))
+    ba_tex = lw.add_weight(weight_from_texels(a.name + "/bias", bias_texels(a, ca), lw.max_size))
+    wb_tex = lw.add_weight(weight_from_texels(b.name + "/weight", dense_texels(wb), lw.max_size))
+    bb_tex = lw.add_weight(weight_from_texels(b.name + "/bias", bias_texels(b, cb), lw.max_size))
+    samplers = [("u_wa", wa_tex), ("u_ba", ba_tex), ("u_wb", wb_tex), ("u_bb", bb_tex)]
+    for s in range(ca4):
+        body += f"  vec4 ba{s} = texelFetch(u_ba, ivec2({s}, 0), 0);\n"
+        body += "".join(f"  vec4 h{s}_{j} = ba{s};\n" for j in range(P))
+    offset = 0
+    for k, part in enumerate(x.parts):
+        cols = f"x0 / {part.phases}" if part.phases > 1 else "x0"
+        body += f"  for (int c = 0; c < {part.slices}; ++c) {{\n    int wx = 4 * (c + {offset});\n"
+        for j in range(P):
+            body += f"    vec4 x{j}v = texelFetch(u_X{k}, {texel_coord(part, 'c', 'oy', f'px{j}')}, 0);\n"
+        for s in range(ca4):
+            body += (f"    {{ mat4 w = mat4(texelFetch(u_wa, ivec2(wx, {s}), 0), texelFetch(u_wa, ivec2(wx + 1, {s}), 0),"
+                     f" texelFetch(u_wa, ivec2(wx + 2, {s}), 0), texelFetch(u_wa, ivec2(wx + 3, {s}), 0));\n")
+            body += "".join(f"      h{s}_{j} += w * x{j}v;\n" for j in range(P)) + "    }\n"
+        body += "  }\n"
+        offset += part.slices
+    mask = [1.0 if i < ca % 4 else 0.0 for i in range(4)] if ca % 4 else None
+    body += "  vec4 bb = texelFetch(u_bb, ivec2(0, 0), 0);\n" + "".join(f"  vec4 v{j} = bb;\n" for j in range(P))
+    for s in range(ca4):
+        body += (f"  {{ mat4 w = mat4(texelFetch(u_wb, ivec2({4 * s}, 0), 0), texelFetch(u_wb, ivec2({4 * s + 1}, 0), 0),"
+                 f" texelFetch(u_wb, ivec2({4 * s + 2}, 0), 0), texelFetch(u_wb, ivec2({4 * s + 3}, 0), 0));\n")
+        for j in range(P):
+            body += f"    {{ vec4 v = h{s}_{j};\n"
+            for step in a.epilogue:
+                body += "  " + activation_glsl(a, step[1], step[2])
+            if mask and s == ca4 - 1:
+                body += f"      v *= {vec4_literal(mask)};\n"
+            body += f"      v{j} += w * v; }}\n"
+        body += "  }\n"
+    # pixel columns of the fragment, clamped: a padding pixel reads the last real one
+    head = "".join(f"  int px{j} = min(x0 + {j}, {x.width - 1});\n" for j in range(P))
+    flops = 2.0 * (x.channels * ca + ca * 4)
+    lw.emit(b, head + body, {"X": x}, out, flops, samplers=samplers, phased_body=True)
+    lw.passes[-1].op = f"Conv:pointwise-pairx{P}"
+    lw.passes[-1].node = a.name + "+" + b.name

@@ -224,6 +224,15 @@ def lower_softmax(lw, node):
     out = lw.output_view(node.outputs[0])
     s_last = x.slices - 1
     lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
+    if over_channels and x.slices == 1:
+        # All channels in one texel: one fetch (the generic loops below fetch it three times).
+        body = (f"  vec4 a = X(0, oy, ox); vec4 lanes = {lanes};\n"
+                "  vec4 b = mix(vec4(-3.4e38), a, lanes);\n"
+                "  float m = max(max(b.x, b.y), max(b.z, b.w));\n"
+                "  vec4 e = exp(a - m) * lanes; float sum = dot(e, vec4(1.0));\n")
+        body += "  v = e / sum;\n" if node.op == "Softmax" else "  v = (a - m - log(sum)) * lanes;\n"
+        lw.emit(node, body, {"X": x}, out, 12.0)
+        return
     if spatial and not over_channels:
         # Each lane is its own channel: per-lane max and sum along one row or column.
         n = x.height if spatial == "oy" else x.width

@@ -108,6 +108,9 @@ def lower_resize(lw, node):
         raise UnsupportedError(node, f"nearest_mode='{nearest_mode}'", ", ".join(NEAREST))
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
+    if (mode != "nearest" and transform in ("half_pixel", "pytorch_half_pixel", "asymmetric")
+            and _phased_linear(lw, node, x, out, transform, scales, in_hw, out_shape)):
+        return
     body = ""
     for axis, c, o in ((2, "cy", "oy"), (3, "cx", "ox")):
         template, consts = _axis_constants(transform, in_hw[axis], out_shape[axis], scales[axis], roi[axis])
@@ -132,3 +135,35 @@ def lower_resize(lw, node):
         body += (f"  if (cy < 0.0 || cy > {float(x.height - 1)} || cx < 0.0 || cx > {float(x.width - 1)}) "
                  f"v = vec4({fill});\n")
     lw.emit(node, body, {"X": x}, out, flops)
+
+
+def _phased_linear(lw, node, x, out, transform, scales, in_hw, out_shape) -> bool:
+    """Linear resize by an integer factor f dividing the output's P phases: the P pixels of a fragment read only
+    P / f + 2 input columns, at column weights known at compile time, so each input texel is fetched once per
+    fragment (2 (P / f + 2) fetches, not 4P). Clamping the column index, not the coordinate, gives the same values
+    at the edges: both neighbours then clamp to the same column."""
+    P, f = out.parts[0].phases, scales[3]
+    if P == 1 or f != int(f) or P % int(f) or (transform == "pytorch_half_pixel" and out_shape[3] == 1):
+        return False
+    f = int(f)
+    shift = 0.0 if transform == "asymmetric" else 0.5 / f - 0.5   # cx = (x0 + j) / f + shift
+    cols = {}
+    for j in range(P):
+        c = j / f + shift
+        lo = int(np.floor(c))
+        cols[j] = (lo, c - lo)
+    used = sorted({u for lo, _ in cols.values() for u in (lo, lo + 1)})
+    template, consts = _axis_constants(transform, in_hw[2], out_shape[2], scales[2], (0.0, 1.0))
+    body = (f"  float fy = clamp({template.format(o='oy', **consts)}, 0.0, {float(x.height - 1)});\n"
+            f"  int y0 = int(floor(fy)); int y1 = min(y0 + 1, {x.height - 1}); float wy = fy - float(y0);\n"
+            f"  int b = x0 / {f};\n")
+    for u in used:
+        n = f"{u}" if u >= 0 else f"m{-u}"
+        body += (f"  int ix{n} = clamp(b + {u}, 0, {x.width - 1});\n"
+                 f"  vec4 c{n} = mix(X(t, y0, ix{n}), X(t, y1, ix{n}), wy);\n")
+    for j, (lo, w) in cols.items():
+        a, c = (f"{lo}" if lo >= 0 else f"m{-lo}"), (f"{lo + 1}" if lo + 1 >= 0 else f"m{-lo - 1}")
+        body += f"  vec4 v{j} = mix(c{a}, c{c}, {float_literal(w)});\n"
+    lw.emit(node, body, {"X": x}, out, 24.0, phased_body=True)
+    lw.passes[-1].op = f"Resize:linearx{P}"
+    return True

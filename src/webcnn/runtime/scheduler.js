@@ -10,8 +10,7 @@ const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned 
 const MAX_FRAME_SHARE = 0.8;   // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
 const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice (nor fence polls)
-const MAX_QUEUED = 1.5;        // unsignalled slices worth more than this many budgets: wait (the estimates are off)
-const POLL_UNTIL = 0.8;        // fences are polled until this share of the frame: Chrome updates their status lazily
+const MAX_QUEUED = 2;          // unsignalled slices worth more than this many budgets: wait (the estimates are off)
 const MIN_SLICE_MS = 0.5;      // less room than this is not worth a slice
 
 export class LostContextSignal extends Error {}
@@ -145,11 +144,11 @@ export class Scheduler {
     return ts;
   }
 
-  // Poll the fences for most of the frame (a status is only refreshed when asked, and arrives a task later), then
-  // wait for the next frame. Returns true when it is time for the next frame.
+  // Early in a frame, a slice about to complete is worth polling for (every millisecond); later, the next frame is.
+  // Returns true when it is time for the next frame.
   async waitSome(signal) {
-    if (performance.now() - this.frame.woke < POLL_UNTIL * this.period && this.inFlight.length) {
-      await sleep(2);
+    if (performance.now() - this.frame.woke < LATE_START * this.period && this.inFlight.length) {
+      await sleep(1);
       if (signal && signal.aborted) throw abortError(signal);
       if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
       this.retire();
@@ -246,7 +245,7 @@ export class Scheduler {
       } else {
         const room = this.room();
         if (room < MIN_SLICE_MS) {
-          if (await this.waitSome(signal)) this.adapt(await this.wake(signal));
+          if (this.frame.used || await this.waitSome(signal)) this.adapt(await this.wake(signal));
           continue;
         }
         this.submitSlice(units, pos, room, submit, finish, true);
