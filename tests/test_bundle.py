@@ -152,3 +152,36 @@ def test_lost_context_during_run_recovers_with_the_right_result(browser, tmp_pat
     }""", url)
     assert result["rebuilds"] >= 1
     assert result["err"] <= 1e-6, result
+
+
+@pytest.mark.parametrize("phase", ["textures", "weights", "compile"])
+def test_lost_context_during_load_recovers_with_the_onnxruntime_result(browser, tmp_path, unet_onnx, phase):
+    import onnxruntime as ort
+
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    x = np.cos(np.arange(3 * 64 * 96, dtype=np.float64) * 0.003).astype(np.float32).reshape(1, 3, 64, 96)
+    session = ort.InferenceSession(str(unet_onnx), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {session.get_inputs()[0].name: x})[0]
+    result = browser.page.evaluate("""async ([url, phase]) => {
+      const { load } = await import('/runtime/webcnn.js');
+      const canvas = document.createElement('canvas');
+      const gl = canvas.getContext('webgl2');
+      const lose = gl.getExtension('WEBGL_lose_context');
+      let lost = false;
+      const onProgress = (p) => {
+        if (lost || p.phase !== phase) return;
+        lost = true;
+        lose.loseContext();
+        setTimeout(() => lose.restoreContext(), 50);
+      };
+      const model = await load(url, { gl, onProgress, budgetMs: 2 });
+      const input = new Float32Array(3 * 64 * 96).map((_, i) => Math.cos(i * 0.003));
+      const out = await model.run(input);
+      const stats = model.stats();
+      model.dispose();
+      return { lost, rebuilds: stats.rebuilds, data: Array.from(out.output.data) };
+    }""", [url, phase])
+    assert result["lost"], f"the {phase} phase never reported progress"
+    assert result["rebuilds"] >= 1
+    assert_close(f"after losing the context during {phase}", np.array(result["data"]), reference)
