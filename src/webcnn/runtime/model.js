@@ -74,18 +74,22 @@ export class Model {
     this.textures = [];
     this.framebuffers = new Map();
     this.weightTextures = [];
-    // Framebuffers are made here, not on first draw: checking one waits for the GPU, which mid-run is busy.
+    // Framebuffers are made here, not on first draw: checking one waits for the GPU, which mid-run is busy. They are
+    // checked a frame after their textures were queued, so the check does not wait for the allocation too.
     let frameBytes = 0;
     for (const t of m.textures) {
       this.textures.push(createTexture(gl, t.width, t.height, format, t.layers || 1));
-      this.framebuffer(this.textures.length - 1);
       frameBytes += t.width * t.height * (t.layers || 1) * (this.caps.fp16 ? 8 : 16);
       if (frameBytes >= TEXTURE_BYTES_PER_FRAME) {
         this.progress({ phase: 'textures', done: this.textures.length, total: m.textures.length });
         frameBytes = 0;
+        gl.flush();
         await this.yieldFrame(signal);
       }
     }
+    gl.flush();
+    await this.yieldFrame(signal);
+    this.textures.forEach((_, i) => this.framebuffer(i));
     this.progress({ phase: 'textures', done: m.textures.length, total: m.textures.length });
     await this.yieldFrame(signal);
     resetUnpackState(gl);
