@@ -95,7 +95,8 @@ export class Scheduler {
     this.lastFrame = ts;
     if (!this.adaptive || dt <= 0 || dt > 1000) return;
     if (dt > LATE_FRAME * this.period) {
-      this.budgetMs = Math.max(1, this.budgetMs * 0.7);
+      // A gentle cut: a late frame also comes from CPU contention (software GPUs), and 0.7 left 40% of frames idle.
+      this.budgetMs = Math.max(1, this.budgetMs * 0.85);
       this.counters.lateFrames++;
     } else {
       this.period = 0.95 * this.period + 0.05 * dt;
