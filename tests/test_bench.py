@@ -40,8 +40,7 @@ def report(tmp_path_factory):
     path = d / "tiny.onnx"
     torch.onnx.export(Tiny().eval(), torch.zeros(1, 3, 24, 40), str(path), opset_version=17, dynamo=False,
                       input_names=["input"], output_names=["output"])
-    # The CLI in its own process: Playwright's sync API allows one instance per thread, and the test session may
-    # already hold one.
+    # The real command line, in its own process, as a user runs it.
     cmd = [sys.executable, "-m", "webcnn.cli", "bench", "--network", str(path), "--systems", ",".join(SYSTEMS),
            "--seconds", "2", "--rounds", "2", "--min-inferences", "4", "--max-seconds", "20", "--trace",
            "-o", str(d / "out")]

@@ -47,6 +47,15 @@ def test_dense_and_unet_concats_copy_nothing(onnx_path):
         assert readers, "no pass reads a multi-part (concatenated) tensor"
 
 
+def tiny_conv_onnx(tmp_path, shape):
+    """A seeded conv-relu-conv network: small enough to run many times in the browser."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return zoo.export(model.eval(), shape, str(tmp_path / "m.onnx"))
+
+
 RECORD_FORMATS = """() => {
   window.__formats = [];
   const proto = WebGL2RenderingContext.prototype;
@@ -58,11 +67,7 @@ RECORD_FORMATS = """() => {
 
 def test_fp16_storage_allocates_half_float_textures(browser, tmp_path):
     """fp16 storage: every activation texture is RGBA16F (half the bytes); weights stay RGBA32F."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(model.eval(), (1, 3, 16, 24), str(tmp_path / "m.onnx"))
+    path = tiny_conv_onnx(tmp_path, (1, 3, 16, 24))
     manifest = compile_model(path, out_dir=tmp_path / "b").manifest
     activations = sum(t["width"] * t["height"] * t.get("layers", 1) for t in manifest["textures"])
     weights = sum(w["width"] * w["height"] for w in manifest["weights"])
@@ -116,11 +121,7 @@ LEAK_CHECK = """async ([url, runs]) => {
 
 
 def test_1000_inferences_leave_gl_objects_unchanged(browser, tmp_path):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(model.eval(), (1, 3, 8, 16), str(tmp_path / "m.onnx"))
+    path = tiny_conv_onnx(tmp_path, (1, 3, 8, 16))
     compile_model(path, out_dir=tmp_path / "b")
     url = browser.mount(tmp_path / "b")
     try:

@@ -21,7 +21,7 @@ import pytest
 
 from webcnn.browser import Browser
 from whiteboard import clip as clipgen
-from whiteboard.app import WEB_DIR, app_server, model_bundle
+from whiteboard.app import app_mounts, app_server, model_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots go to the git-ignored out/ so a test run leaves the tree clean; WHITEBOARD_SCREENSHOTS=docs refreshes
@@ -87,7 +87,7 @@ MEASURE_FRAMES = """(ms) => new Promise((resolve) => {
 
 def open_app(bundle, extra_args, query="?tag=1"):
     browser = Browser(extra_args=extra_args, page_path=f"/app/index.html{query}" if query is not None else "/runtime/harness.html",
-                      mounts={"app": WEB_DIR, "model": bundle})
+                      mounts=app_mounts(bundle))
     browser.__enter__()
     browser.page.set_viewport_size({"width": 1100, "height": 520})
     return browser
@@ -229,7 +229,7 @@ def test_rendered_gpu_input_gives_the_onnxruntime_result(bundle):
     clip = clipgen.make_clip()
     frame = clipgen.render_frame(clip, 3)
     ok, png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    with Browser(page_path="/app/enhance.html", mounts={"app": WEB_DIR, "model": bundle}) as browser:
+    with Browser(page_path="/app/enhance.html", mounts=app_mounts(bundle)) as browser:
         result = browser.page.evaluate("""async (b64) => {
           const { load } = await import('/runtime/webcnn.js');
           const { BoardPipeline } = await import('/app/pipeline.js');

@@ -34,10 +34,15 @@ def model_bundle(model_path=MODEL_PATH):
         yield Path(tmp)
 
 
+def app_mounts(bundle_dir) -> dict:
+    """The app's pages under /app/ and the bundle under /model/ (the server adds the webcnn runtime under /runtime/)."""
+    return {"app": WEB_DIR, "model": bundle_dir}
+
+
 def app_server(bundle_dir, port=0) -> Server:
-    """The app's pages under /app/, the webcnn runtime under /runtime/, the bundle under /model/; nothing else."""
+    """The app's pages, the webcnn runtime and the bundle; nothing else."""
     try:
-        return Server({"app": WEB_DIR, "model": bundle_dir}, port=port)
+        return Server(app_mounts(bundle_dir), port=port)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise WebcnnError(f"port {port} is already in use; pick another with --port") from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from webcnn.errors import WebcnnError
 
-from .app import MODEL_PATH, WEB_DIR, model_bundle
+from .app import MODEL_PATH, app_mounts, model_bundle
 
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_TYPES = (".mp4", ".webm", ".avi", ".y4m", ".mov", ".mkv")
@@ -72,7 +72,7 @@ class Enhancer:
         self._bundle = model_bundle(self.model_path)
         bundle = self._bundle.__enter__()
         try:
-            self.browser = Browser(page_path="/app/enhance.html", mounts={"app": WEB_DIR, "model": bundle}).__enter__()
+            self.browser = Browser(page_path="/app/enhance.html", mounts=app_mounts(bundle)).__enter__()
             self.browser.page.wait_for_function("() => window.enhancer !== undefined", timeout=60000)
             result = self.browser.page.evaluate("(o) => window.enhancer.init(o)", {
                 "bundle": "/model/", "outWidth": self.size[0], "outHeight": self.size[1], "corners": self.corners})
