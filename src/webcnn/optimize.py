@@ -14,7 +14,7 @@ UNARY_ACTIVATIONS = {"Relu", "LeakyRelu", "Elu", "Clip", "Sigmoid", "Tanh", "Har
                      "Mish", "Gelu"}
 LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "Sum", "ChannelAffine", "Resize",
-                     "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool"}
+                     "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Relayout"}
 
 
 def optimize(g: Graph) -> Graph:
@@ -440,6 +440,7 @@ def merge_layout_chains(g: Graph) -> None:
             steps.append(_layout_step(g, last))
             g.nodes.remove(last)
         relayout = Node("Relayout", first.name, [first.inputs[0]], [last.outputs[0]], {"steps": steps})
+        relayout.epilogue = first.epilogue   # a fused activation commutes with moving elements around
         g.nodes[g.nodes.index(first)] = relayout
 
 

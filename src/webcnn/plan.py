@@ -1,6 +1,8 @@
 """plan: share activation textures between tensors whose lifetimes do not overlap, and cut passes into tiles."""
 from __future__ import annotations
 
+import itertools
+import random
 from dataclasses import dataclass
 
 from .lower import Lowering
@@ -47,11 +49,18 @@ def lifetimes(lw: Lowering, pinned: set[int]) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[Texture]:
-    """Pack storages into textures, largest first (as arena planners do). Tensors alive at the same time may share a
-    texture at different row offsets, except that a pass never reads a texture it writes. Each storage takes the
-    placement that grows the textures least. Inputs and pinned storages (outputs, debug tensors: live to the end of
-    the run) sit at row 0, where the upload, the readback and apps expect them."""
+PACKING_MOVES = 500   # orders the local search in assign_textures tries (seeded: the same plan every compile),
+PACKING_WORK = 4_000_000   # fewer in large networks: one try costs about (storages)^2 steps
+
+
+def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True, moves: int = PACKING_MOVES) -> list[Texture]:
+    """Pack storages into textures. Tensors alive at the same time may share a texture at different row offsets,
+    except that a pass never reads a texture it writes. Storages are placed one at a time, each where it grows the
+    textures least. Inputs and pinned storages (outputs, debug tensors: live to the end of the run) go first, at
+    row 0, where the upload, the readback and apps expect them; then the rest largest first, as arena planners do.
+    That order can strand a tensor in a texture of its own that another order avoids (the read-write rule makes
+    this a colouring problem, not only a packing one), so a seeded local search moves one storage to another place
+    in the order and keeps the new order where the total does not grow."""
     spans = lifetimes(lw, pinned)
     apart: dict[int, set] = {sid: set() for sid in spans}   # storages that must not share a texture
     for p in lw.passes:
@@ -63,60 +72,93 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True) -> list[
     order = sorted((st for st in lw.storages if st.id in spans),
                    key=lambda st: (st.id not in at_origin, -st.size[0] * st.size[1] * st.phases,
                                    spans[st.id][0], st.id))
-    textures: list[Texture] = []
-    for st in order:
-        start, end = spans[st.id]
-        w, h = st.size
-        best, best_cost = None, (w * h, 0)   # the cost of a texture of its own
-        for tex in (textures if reuse else []):
-            if tex.layers != st.phases or any(sid in apart[st.id] for *_, sid in tex.placed):
-                continue
-            y0 = tex.lowest_free_row(start, end, h)
-            if (st.id in at_origin and y0 > 0) or y0 + h > lw.max_size:
-                continue
-            cost = (max(tex.width, w) * max(tex.height, y0 + h) - tex.width * tex.height, y0)
-            if cost < best_cost:
-                best, best_cost = (tex, y0), cost
-        if best is None:
-            best = (Texture(layers=st.phases, placed=[]), 0)
-            textures.append(best[0])
-        tex, y0 = best
-        tex.width, tex.height = max(tex.width, w), max(tex.height, y0 + h)
-        tex.placed.append((start, end, y0, h, st.id))
-        st.texture = next(i for i, t in enumerate(textures) if t is tex)
-        st.y0 = y0
-    return textures
+
+    def pack(order_):
+        textures: list[Texture] = []
+        for st in order_:
+            start, end = spans[st.id]
+            w, h = st.size
+            best, best_cost = None, (w * h, 0)   # the cost of a texture of its own
+            for tex in (textures if reuse else []):
+                if tex.layers != st.phases or any(sid in apart[st.id] for *_, sid in tex.placed):
+                    continue
+                y0 = tex.lowest_free_row(start, end, h)
+                if (st.id in at_origin and y0 > 0) or y0 + h > lw.max_size:
+                    continue
+                cost = (max(tex.width, w) * max(tex.height, y0 + h) - tex.width * tex.height, y0)
+                if cost < best_cost:
+                    best, best_cost = (tex, y0), cost
+            if best is None:
+                best = (Texture(layers=st.phases, placed=[]), 0)
+                textures.append(best[0])
+            tex, y0 = best
+            tex.width, tex.height = max(tex.width, w), max(tex.height, y0 + h)
+            tex.placed.append((start, end, y0, h, st.id))
+        return textures
+
+    best = pack(order)
+    fixed = sum(st.id in at_origin for st in order)   # the row-0 storages keep their place at the front
+    rng = random.Random(0)
+    moves = min(moves, PACKING_WORK // len(order) ** 2) if reuse and len(order) - fixed > 1 else 0
+    for _ in range(moves):
+        i, j = rng.sample(range(fixed, len(order)), 2)
+        trial = order[:]
+        trial.insert(j, trial.pop(i))
+        textures = pack(trial)
+        if sum(t.bytes_fp32 for t in textures) <= sum(t.bytes_fp32 for t in best):
+            best, order = textures, trial
+    by_id = {st.id: st for st in lw.storages}
+    for k, tex in enumerate(best):
+        for *_, y0, _, sid in tex.placed:
+            by_id[sid].texture, by_id[sid].y0 = k, y0
+    return best
 
 
 MEMORY_TARGET = 1.25   # total texture bytes / lower bound (issue 6)
 
 
-def trade_speed_for_memory(lw, pinned, textures, lower_and_plan, tries: int = 8, steps: int = 2):
+def trade_speed_for_memory(lw, pinned, textures, lower_and_plan, tries: int = 8, steps: int = 3):
     """Plain textures (graph inputs and outputs) cannot hold the phase-split array textures of the tensors in
     between, so in a small network they can sit idle for most of the run. Where that leaves the plan over
-    MEMORY_TARGET, store some inner tensors plain (slower one-pixel kernels write them) so they can take those
-    idle rows: greedily the one that saves most bytes, while any does (a few re-lowerings at most). Large networks,
-    whose plain textures are a small share, rarely get here."""
+    MEMORY_TARGET, store some inner tensors plain so they can take those idle rows. Each step keeps the one tensor
+    (of the `tries` largest) whose plain storage saves most bytes, or, where none saves any alone, the pair of cheap
+    ones that saves most (one plain tensor rarely frees a whole texture). Cheap: written by a kernel that gains
+    nothing from phases (relayouts, grouped convs), so plain it costs about no speed; once under the target only
+    cheap ones are taken. A few dozen re-lowerings at most, only for networks over the target at first; large
+    networks, whose plain textures are a small share, rarely get there."""
     def total(plan_):
         lw_, pinned_, textures_ = plan_
         return memory_stats(lw_, textures_, pinned_)
     best, plain = (lw, pinned, textures), set()
+    if total(best)["ratio"] <= MEMORY_TARGET:
+        return best
     for _ in range(steps):
         stats = total(best)
-        if stats["ratio"] <= MEMORY_TARGET:
+        over = stats["ratio"] > MEMORY_TARGET   # under it, only cheap trades go on
+        if stats["textureBytes"] <= stats["lowerBoundBytes"]:
             break
         lw_ = best[0]
-        layered = sorted(((n, v.parts[0]) for n, v in lw_.views.items()
-                          if len(v.parts) == 1 and isinstance(v.parts[0], Storage) and v.parts[0].phases > 1
-                          and n not in plain), key=lambda nv: -nv[1].size[0] * nv[1].size[1] * nv[1].phases)
-        trials = [(total(t)["textureBytes"], n, t) for n, _ in layered[:tries]
-                  for t in [lower_and_plan(plain | {n})]]
-        if not trials:
+        writer = {p.output.id: p for p in lw_.passes}
+        layered = {}   # storage id -> a tensor name; larger first
+        for n, v in lw_.views.items():
+            st = v.parts[0]
+            if len(v.parts) == 1 and isinstance(st, Storage) and st.phases > 1 and n not in plain:
+                layered.setdefault(st.id, (n, st))
+        layered = sorted(layered.values(), key=lambda nv: (-nv[1].size[0] * nv[1].size[1] * nv[1].phases, nv[1].id))
+        cheap = [n for n, st in layered if st.id in writer and not writer[st.id].phased][:tries]
+        found = None
+        singles = [{n} for n, _ in layered[:tries]] if over else [{n} for n in cheap]
+        for sets in (singles, [set(pair) for pair in itertools.combinations(cheap, 2)]):
+            trials = [(total(t)["textureBytes"], sorted(names), t) for names in sets
+                      for t in [lower_and_plan(plain | names)]]
+            if trials:
+                found = min(trials, key=lambda x: x[:2])
+                if found[0] < stats["textureBytes"]:
+                    break
+            found = None
+        if found is None:
             break
-        bytes_, name, trial = min(trials, key=lambda x: x[0])
-        if bytes_ >= stats["textureBytes"]:
-            break
-        best, plain = trial, plain | {name}
+        best, plain = found[2], plain | set(found[1])
     return best
 
 

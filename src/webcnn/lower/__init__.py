@@ -24,8 +24,12 @@ class Lowering:
         # and the planner packs them into textures by rows.
         widths = [s[-1] for s in (graph.shape(n) for node in graph.nodes for n in node.outputs if n) if len(s) == 4]
         self.row_width = max([-(-w // self.default_phases(w)) for w in widths] + [1])
+        # Tensors stored plain by choice (inputs, outputs, the planner's plain trades) fill rows as wide as the widest
+        # input or output, so that they can take each other's rows in one texture.
+        self.plain_row_width = max([chw(graph.shape(n))[2] for n in (*graph.inputs, *graph.outputs)]
+                                   + [self.row_width])
         if not wide_rows:
-            self.row_width = 0   # the older layout: slices stacked in one column
+            self.row_width = self.plain_row_width = 0   # the older layout: slices stacked in one column
         self.views: dict[str, View] = {}
         self.storages: list[Storage] = []
         self.weights: list[Weight] = []
@@ -37,18 +41,22 @@ class Lowering:
         """Intermediate tensors are phase-split (see core.Part) unless too narrow to fill the render targets."""
         return self.phases if width >= max(2, self.phases // 2) else 1
 
-    def new_storage(self, channels: int, height: int, width: int, phases: int | None = None) -> Storage:
+    def new_storage(self, channels: int, height: int, width: int, phases: int | None = None,
+                    wide: int | None = None) -> Storage:
         phases = self.default_phases(width) if phases is None else phases
         slices = math.ceil(channels / 4)
         texel_width = -(-width // phases)
-        cols, rows = grid(slices, height, texel_width, self.max_size, wide=self.row_width)
+        cols, rows = grid(slices, height, texel_width, self.max_size, wide=self.row_width if wide is None else wide)
         st = Storage(slices, height, width, cols, rows, phases, id=len(self.storages))
         self.storages.append(st)
         return st
 
     def output_view(self, name: str) -> View:
         c, h, w = chw(self.g.shape(name))
-        view = View(c, h, w, [self.new_storage(c, h, w, 1 if name in self.keep or name in self.plain else None)])
+        if name in self.keep or name in self.plain:
+            view = View(c, h, w, [self.new_storage(c, h, w, 1, self.plain_row_width)])
+        else:
+            view = View(c, h, w, [self.new_storage(c, h, w)])
         self.views[name] = view
         return view
 
@@ -92,7 +100,8 @@ class Lowering:
         (st,) = out.parts
         source = render(functions, all_samplers, body, st, out.channels, tail, phased_body)
         self.passes.append(Pass(node.name, node.op, source, all_samplers, st, flops_per_texel * st.phases,
-                                bytes_per_texel=16.0 * (1 + len(inputs)) * st.phases))
+                                bytes_per_texel=16.0 * (1 + len(inputs)) * st.phases,
+                                phased=phased_body and st.phases > 1))
 
 
     def _fit_texture_units(self, node: Node, inputs: dict, fixed: int, epilogue: bool) -> dict:

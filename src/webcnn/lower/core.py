@@ -97,6 +97,7 @@ class Pass:
     output: Storage
     flops_per_texel: float
     bytes_per_texel: float
+    phased: bool = False   # its kernel shares fetches between the P pixels of a fragment (render's phased_body)
 
 
 def weight_from_chw(name: str, array: np.ndarray, max_size: int) -> Weight:

@@ -119,10 +119,10 @@ def lower_relayout(lw, node):
     flat = src.reshape(chw(out_shape))
     plain = all(getattr(p, "phases", 1) == 1 for p in x.parts) or node.outputs[0] not in lw.keep
     identity = flat.shape == (x.channels, x.height, x.width) and np.array_equal(flat.reshape(-1), np.arange(flat.size))
-    if plain and identity:
+    if plain and identity and not node.epilogue:
         lw.views[node.outputs[0]] = x  # a pure reshape that keeps the texture layout: no pass
         return
-    gather(lw, node, x, flat, lw.output_view(node.outputs[0]))
+    gather(lw, node, x, flat, lw.output_view(node.outputs[0]), epilogue=True)
 
 
 def gathered_view(lw, node, x, flat):
@@ -134,7 +134,7 @@ def gathered_view(lw, node, x, flat):
     return out
 
 
-def gather(lw, node, x, flat, out):
+def gather(lw, node, x, flat, out, epilogue=False):
     """One pass that writes out[c, y, x] = x.flat[flat[c, y, x]], the row-major index into x's (C, H, W)."""
     c, h, w = flat.shape
     ci, hi, wi = x.channels, x.height, x.width
@@ -148,14 +148,14 @@ def gather(lw, node, x, flat, out):
         body = "  vec4 src = P(t, 0, 0);\n"
         for lane in range(4):
             body += f"  {{ int c = int(src[{lane}]); v[{lane}] = X(c / 4, oy, ox)[c % 4]; }}\n"
-        lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0, epilogue=False)
+        lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0, epilogue=epilogue)
         return
     table = lw.const_view(node.name + f"/index{len(lw.weights)}", flat.astype(np.float32))
     body = "  vec4 src = I(t, oy, ox);\n"
     for lane in range(4):
         body += (f"  {{ int f = int(src[{lane}]); int c = f / {hi * wi}; int r = f - c * {hi * wi};\n"
                  f"    int y = r / {wi}; v[{lane}] = X(c / 4, y, r - y * {wi})[c % 4]; }}\n")
-    lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0, epilogue=False)
+    lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0, epilogue=epilogue)
 
 
 @register("Pad", attrs=["mode", "pads", "value"])
