@@ -154,7 +154,7 @@ def test_lost_context_during_run_recovers_with_the_right_result(browser, tmp_pat
     assert result["err"] <= 1e-6, result
 
 
-@pytest.mark.parametrize("phase", ["textures", "weights", "compile"])
+@pytest.mark.parametrize("phase", ["textures", "weights", "compile", "warmup"])
 def test_lost_context_during_load_recovers_with_the_onnxruntime_result(browser, tmp_path, unet_onnx, phase):
     import onnxruntime as ort
 

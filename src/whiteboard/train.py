@@ -53,6 +53,7 @@ weight_decay = 1e-4               # AdamW weight decay
 warmup_steps = 200                # linear warm-up
 class_weights = (1.0, 1.5, 1.5)   # cross-entropy weights for board, ink, foreground (ink is thin and rare)
 dice_weight = 0.5                 # weight of the soft dice loss on ink and foreground
+ema_decay = 0.0                   # if > 0: validate, checkpoint and export an exponential moving average of the weights
 val_count = 64                    # validation frames (seeds from synth.VAL_SEEDS)
 eval_interval = 250               # steps between validations and checkpoints
 run_seed = 0                      # shifts the training seed stream
@@ -340,8 +341,24 @@ def main(argv=None):
     n_frames = 0
     wait_s = 0.0  # time spent waiting for the generator: tells whether data or the GPU limits speed
 
+    # The average of the weights over the last ~1/(1-decay) steps: smoother than the last step's, and what ships.
+    ema_net = None
+    if ema_decay > 0:
+        ema_net = wb_model.build(model_cfg).to(dev)
+        ema_net.load_state_dict(net.state_dict())
+        if dev.type == "cuda":
+            ema_net = ema_net.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def update_ema():
+        for avg, cur in zip(ema_net.state_dict().values(), net.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur, 1 - ema_decay)
+            else:
+                avg.copy_(cur)
+
     def save_checkpoint():
-        raw = net.state_dict()
+        raw = (ema_net or net).state_dict()
         ckpt = {"model": {k: v.detach().cpu() for k, v in raw.items()}, "model_config": model_cfg, "config": current_config(),
                 "step": step + step_offset, "metrics": metrics, "history": history, "frames_seen": n_frames}
         torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
@@ -377,6 +394,8 @@ def main(argv=None):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
+            if ema_net is not None:
+                update_ema()
             step += 1
             loss_value = loss.item() if step % 10 == 0 or step < 10 else None
             if loss_value is not None:
@@ -386,16 +405,19 @@ def main(argv=None):
                                  data_wait=f"{wait_s / max(time.time() - t_start, 1e-6):.0%}")
             pbar.update(1)
             if step % eval_interval == 0:
-                metrics = validate(net, val_images, val_labels, dev)
+                metrics = validate(ema_net or net, val_images, val_labels, dev)
                 history["val"].append({"step": step + step_offset, **metrics})
                 tqdm.write(f"step {step}: val {metrics}  ({n_frames} frames, {time.time() - t_start:.0f}s)")
                 save_checkpoint()
     pbar.close()
-    metrics = validate(net, val_images, val_labels, dev)
+    metrics = validate(ema_net or net, val_images, val_labels, dev)
     history["val"].append({"step": step + step_offset, **metrics})
     print(f"done: {step} steps, {n_frames} generated frames, {time.time() - t_start:.0f}s "
           f"({wait_s:.0f}s waiting for data), val {metrics}")
     save_checkpoint()
+    # persistent spawn-context DataLoader workers can hang interpreter shutdown for a minute; all is saved
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import { LostContextSignal, Scheduler, nextFrame } from './scheduler.js';
 const UPLOAD_BYTES_PER_FRAME = 4 << 20;
 const UPLOAD_BYTES_PER_CALL = 1 << 20;
 const TEXTURE_BYTES_PER_FRAME = 16 << 20;   // activation textures allocated per frame (80 MB at once was a long task)
+const WARM_PER_FRAME = 2;                   // programs drawn once per frame during load (see warmUp)
+const WARM_FENCES = 2;
 const COMPILE_MS_PER_FRAME = 8;             // a status check that took longer: start fewer programs per frame
 
 export async function load(url, options = {}) {
@@ -120,7 +122,41 @@ export class Model {
     gl.bindTexture(gl.TEXTURE_2D, null);
     if (!this.vao) this.vao = gl.createVertexArray();
     this.readBuffers = new Map();
+    await this.warmUp(signal);
     this.built = true;
+  }
+
+  // Software GPUs (SwiftShader) compile a program's machine code at its first draw: 30-70 ms of GPU time per pass,
+  // which would land in the first run's frames and spoil its speed estimates. One row of each program's first pass,
+  // a few programs per frame, with at most WARM_FENCES frames of them in flight, moves that cost into the load.
+  async warmUp(signal) {
+    const gl = this.gl;
+    const units = this.units();
+    const firstUnit = new Map();
+    units.forEach((u, i) => {
+      const program = this.manifest.passes[u.p].program;
+      if (!firstUnit.has(program)) firstUnit.set(program, i);
+    });
+    const todo = [...firstUnit.values()];
+    const fences = [];
+    let done = 0;
+    while (done < todo.length || fences.length) {
+      while (fences.length) {
+        const status = gl.clientWaitSync(fences[0], 0, 0);
+        if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+        if (status === gl.TIMEOUT_EXPIRED) break;
+        gl.deleteSync(fences.shift());
+      }
+      if (done < todo.length && fences.length < WARM_FENCES) {
+        const batch = todo.slice(done, done + WARM_PER_FRAME);
+        this.submitPieces(batch.map((i) => [i, 0, 1]));
+        done += batch.length;
+        fences.push(gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0));
+        gl.flush();
+        this.progress({ phase: 'warmup', done, total: todo.length });
+      }
+      await this.yieldFrame(signal);
+    }
   }
 
   async yieldFrame(signal) {
