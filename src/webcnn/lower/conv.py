@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from . import register
 from .activations import activation_glsl
-from .core import float_literal, row_token, texel_coord, vec4_literal, weight_from_texels
+from .core import inv_literal, inv_size, row_token, sample, texel, vec4_literal, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -102,7 +102,7 @@ def lower_conv(lw, node):
         bias_texels[0, :cout] = bias_data
         bias = lw.add_weight(weight_from_texels(node.name + "/bias", bias_texels.reshape(1, cout4, 4), lw.max_size))
         samplers.append(("u_bias", bias))
-        init = "  vec4 acc = texelFetch(u_bias, ivec2(t, 0), 0);\n"
+        init = f"  vec4 acc = {texel('u_bias', inv_size(bias), 't', '0')};\n"
     else:
         init = "  vec4 acc = vec4(0.0);\n"
 
@@ -136,12 +136,13 @@ def lower_conv(lw, node):
         kind = "dense"
         cin4 = math.ceil(cin_g / 4)
         texels = dense_texels(weight)
+        wt = _weight_texel(texels)
         group_base = "0" if group == 1 else f"((t * 4) / {cout_g}) * {cin_g // 4}"
         inner = (f"      int wy = t * {kk} + k;\n"
                  f"      for (int c = 0; c < {cin4}; ++c) {{\n"
                  f"        vec4 xv = X(g0 + c, iy, ix);\n"
-                 f"        acc += mat4(texelFetch(u_w, ivec2(4 * c, wy), 0), texelFetch(u_w, ivec2(4 * c + 1, wy), 0),\n"
-                 f"                    texelFetch(u_w, ivec2(4 * c + 2, wy), 0), texelFetch(u_w, ivec2(4 * c + 3, wy), 0)) * xv;\n"
+                 f"        acc += mat4({wt('4 * c', 'wy')}, {wt('4 * c + 1', 'wy')},\n"
+                 f"                    {wt('4 * c + 2', 'wy')}, {wt('4 * c + 3', 'wy')}) * xv;\n"
                  f"      }}\n")
         body = init + f"  int g0 = {group_base};\n" + loops + inner + close + "  v = acc;\n"
         flops = 2.0 * 4 * cin_g * kk
@@ -150,20 +151,22 @@ def lower_conv(lw, node):
         texels = np.zeros((cout4 * 4, kk), np.float32)
         texels[:cout] = weight.reshape(cout, kk)
         texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
-        body = init + loops + "      acc += X(t, iy, ix) * texelFetch(u_w, ivec2(k, t), 0);\n" + close + "  v = acc;\n"
+        wt = _weight_texel(texels)
+        body = init + loops + f"      acc += X(t, iy, ix) * {wt('k', 't')};\n" + close + "  v = acc;\n"
         flops = 2.0 * 4 * kk
     else:
         kind = "grouped"
         texels = np.zeros((cout4 * 4, cin_g * kk), np.float32)
         texels[:cout] = weight.reshape(cout, cin_g * kk)
         texels = texels.reshape(cout4, 4, cin_g * kk).transpose(0, 2, 1)  # texel (icg*kk + k, t)
+        wt = _weight_texel(texels)
         lanes = ""
         for lane in range(4):
             lanes += (f"      if (t * 4 + {lane} < {cout}) {{\n"
                       f"        int base = ((t * 4 + {lane}) / {cout_g}) * {cin_g};\n"
                       f"        for (int i = 0; i < {cin_g}; ++i) {{\n"
                       f"          int ic = base + i;\n"
-                      f"          acc[{lane}] += X(ic / 4, iy, ix)[ic % 4] * texelFetch(u_w, ivec2(i * {kk} + k, t), 0)[{lane}];\n"
+                      f"          acc[{lane}] += X(ic / 4, iy, ix)[ic % 4] * {wt(f'i * {kk} + k', 't')}[{lane}];\n"
                       f"        }}\n      }}\n")
         body = init + loops + lanes + close + "  v = acc;\n"
         flops = 2.0 * 4 * cin_g * kk
@@ -171,6 +174,12 @@ def lower_conv(lw, node):
     samplers.insert(0, ("u_w", w))
     lw.emit(node, body, {"X": x}, out, flops, samplers=samplers)
     lw.passes[-1].op = f"{node.op}:{kind}"
+
+
+def _weight_texel(texels: np.ndarray):
+    """(x, y) -> GLSL fetching texel (x, y) of the weight texture made of `texels` [height, width, 4]."""
+    inv = inv_literal(texels.shape[1], texels.shape[0])
+    return lambda x, y: texel("u_w", inv, x, y)
 
 
 def dense_texels(weight: np.ndarray) -> np.ndarray:
@@ -228,8 +237,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
 
     def fetch(k, part, u, ox, oy):
         n = _uname(u)
-        coord = (f"ivec3({ox}cx{k}_{n}, {oy}, cl{k}_{n})" if part.phases > 1 else f"ivec2({ox}cx{k}_{n}, {oy})")
-        f = f"texelFetch(u_X{k}, {coord}, 0)"
+        f = texel(f"u_X{k}", inv_size(part), f"{ox}cx{k}_{n}", oy, f"cl{k}_{n}" if part.phases > 1 else None)
         return f"({f} * float(in{n}))" if masked else f
 
     def origin(part, s):
@@ -243,7 +251,8 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         texels = np.zeros((cout4 * 4, kk), np.float32)
         texels[:cout] = weight.reshape(cout, kk)
         texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
-        weights = "".join(f"    vec4 w{kx} = texelFetch(u_w, ivec2(ky * {kw} + {kx}, t), 0);\n" for kx in range(kw))
+        wt = _weight_texel(texels)
+        weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')};\n" for kx in range(kw))
         # The input slice t lives in one part of a concatenated input: choose the part once per fragment.
         inner, offset = [], 0
         for k, part in enumerate(x.parts):
@@ -258,6 +267,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         flops, kind = 2.0 * 4 * kk, "depthwise"
     else:
         texels = dense_texels(weight)
+        wt = _weight_texel(texels)
         inner = f"    int wy = t * {kk} + ky * {kw};\n"
         offset = 0
         for k, part in enumerate(x.parts):
@@ -270,7 +280,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
             # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
             lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
             for kx in range(kw):
-                columns = [f"texelFetch(u_w, ivec2(wx + {i}, wy + {kx}), 0)" if i < lanes else "vec4(0.0)"
+                columns = [wt(f"wx + {i}", f"wy + {kx}") if i < lanes else "vec4(0.0)"
                            for i in range(4)]
                 inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
             for u in cols:
@@ -286,8 +296,13 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         # of the kw taps only those reaching a pixel count, and only 1/sy of the rows
         flops *= len(taps) / (P * kw) / sy
     else:
-        rows = f"    int iy = oy * {sy} - {pt} + ky * {dy};\n    if (iy < 0 || iy >= {x.height}) continue;\n"
-    loop = f"  for (int ky = 0; ky < {kh}; ++ky) {{\n" + rows + "@BODY@" + "  }\n"
+        rows = f"    int iy = oy * {sy} - {pt} + ky * {dy};\n"
+        # Skip rows outside the input only where there can be some: on SwiftShader the branch (and a loop of one
+        # row) cost a 1x1 conv of 24 channels a quarter of its time.
+        if pt > 0 or (out.height - 1) * sy - pt + (kh - 1) * dy >= x.height:
+            rows += f"    if (iy < 0 || iy >= {x.height}) continue;\n"
+    loop = ("  { const int ky = 0;\n" if kh == 1 and "continue" not in rows else
+            f"  for (int ky = 0; ky < {kh}; ++ky) {{\n") + rows + "@BODY@" + "  }\n"
     if isinstance(inner, list):
         branches = [("" if i == 0 else " else ") + (f"if ({cond}) " if i < len(inner) - 1 else "") + "{\n"
                     + loop.replace("@BODY@", code) + "  }" for i, (cond, code) in enumerate(inner)]
@@ -360,26 +375,27 @@ def _fused_pointwise_pair(lw, a, b):
     wb_tex = lw.add_weight(weight_from_texels(b.name + "/weight", dense_texels(wb), lw.max_size))
     bb_tex = lw.add_weight(weight_from_texels(b.name + "/bias", bias_texels(b, cb), lw.max_size))
     samplers = [("u_wa", wa_tex), ("u_ba", ba_tex), ("u_wb", wb_tex), ("u_bb", bb_tex)]
+    fa, fba, fb, fbb = (lambda x, y, u=u, t=t: texel(u, inv_size(t), x, y) for u, t in samplers)   # fetchers
     for s in range(ca4):
-        body += f"  vec4 ba{s} = texelFetch(u_ba, ivec2({s}, 0), 0);\n"
+        body += f"  vec4 ba{s} = {fba(s, 0)};\n"
         body += "".join(f"  vec4 h{s}_{j} = ba{s};\n" for j in range(P))
     offset = 0
     for k, part in enumerate(x.parts):
         cols = f"x0 / {part.phases}" if part.phases > 1 else "x0"
         body += f"  for (int c = 0; c < {part.slices}; ++c) {{\n    int wx = 4 * (c + {offset});\n"
         for j in range(P):
-            body += f"    vec4 x{j}v = texelFetch(u_X{k}, {texel_coord(part, 'c', 'oy', f'px{j}')}, 0);\n"
+            body += f"    vec4 x{j}v = {sample(f'u_X{k}', part, 'c', 'oy', f'px{j}')};\n"
         for s in range(ca4):
-            body += (f"    {{ mat4 w = mat4(texelFetch(u_wa, ivec2(wx, {s}), 0), texelFetch(u_wa, ivec2(wx + 1, {s}), 0),"
-                     f" texelFetch(u_wa, ivec2(wx + 2, {s}), 0), texelFetch(u_wa, ivec2(wx + 3, {s}), 0));\n")
+            body += (f"    {{ mat4 w = mat4({fa('wx', s)}, {fa('wx + 1', s)},"
+                     f" {fa('wx + 2', s)}, {fa('wx + 3', s)});\n")
             body += "".join(f"      h{s}_{j} += w * x{j}v;\n" for j in range(P)) + "    }\n"
         body += "  }\n"
         offset += part.slices
     mask = [1.0 if i < ca % 4 else 0.0 for i in range(4)] if ca % 4 else None
-    body += "  vec4 bb = texelFetch(u_bb, ivec2(0, 0), 0);\n" + "".join(f"  vec4 v{j} = bb;\n" for j in range(P))
+    body += f"  vec4 bb = {fbb(0, 0)};\n" + "".join(f"  vec4 v{j} = bb;\n" for j in range(P))
     for s in range(ca4):
-        body += (f"  {{ mat4 w = mat4(texelFetch(u_wb, ivec2({4 * s}, 0), 0), texelFetch(u_wb, ivec2({4 * s + 1}, 0), 0),"
-                 f" texelFetch(u_wb, ivec2({4 * s + 2}, 0), 0), texelFetch(u_wb, ivec2({4 * s + 3}, 0), 0));\n")
+        body += (f"  {{ mat4 w = mat4({fb(4 * s, 0)}, {fb(4 * s + 1, 0)},"
+                 f" {fb(4 * s + 2, 0)}, {fb(4 * s + 3, 0)});\n")
         for j in range(P):
             body += f"    {{ vec4 v = h{s}_{j};\n"
             for step in a.epilogue:

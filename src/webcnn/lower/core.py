@@ -130,7 +130,7 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
     for k, part in enumerate(view.parts):
         u = f"{sampler_prefix}{k}"
         samplers.append((u, part))
-        fetch = f"texelFetch({u}, {texel_coord(part, 's', 'y', 'x')}, 0)"
+        fetch = sample(u, part, "s", "y", "x")
         if k == len(view.parts) - 1:
             lines.append(f"  return {fetch};")
         else:
@@ -140,16 +140,37 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
     return "\n".join(lines), samplers
 
 
-def texel_coord(part: Part, s: str, y: str, x: str) -> str:
-    """GLSL texel coordinate (ivec2, or ivec3 with the layer) of slice s, row y, column x of a part."""
+def inv_size(part) -> str:
+    """GLSL vec2 of 1 / (width, height) of the texture holding a part: a literal for a weight; for a storage a token,
+    replaced once the planner has chosen its texture (compiler.compile, as row_token's)."""
+    if isinstance(part, Storage):
+        return f"@I{part.id}@"
+    return inv_literal(*part.size)
+
+
+def inv_literal(width: int, height: int) -> str:
+    return f"vec2({float_literal(1.0 / width)}, {float_literal(1.0 / height)})"
+
+
+def texel(sampler: str, inv: str, x: str, y: str, layer: str | None = None) -> str:
+    """texture() at the centre of texel (x, y) [of layer]: on SwiftShader texture() costs about 2/3 of a texelFetch
+    (see README, Speed and memory), and on these single-level NEAREST textures it returns the texel exactly,
+    whatever the level of detail (so also in non-uniform control flow)."""
+    uv = f"(vec2(float({x}), float({y})) + 0.5) * {inv}"
+    return f"texture({sampler}, {uv})" if layer is None else f"texture({sampler}, vec3({uv}, float({layer})))"
+
+
+def sample(sampler: str, part: Part, s: str, y: str, x: str) -> str:
+    """texel() of slice s, row y, column x of a part (with P phases: column x / P of layer x % P)."""
     p = part.phases
     col = x if p == 1 else f"({x}) / {p}"
     r = row_token(part)
     if part.cols == 1:
-        xy = f"{col}, ({s}) * {part.height} + {y}{r}"
+        tx, ty = col, f"({s}) * {part.height} + {y}{r}"
     else:
-        xy = f"(({s}) % {part.cols}) * {part.texel_width} + {col}, (({s}) / {part.cols}) * {part.height} + {y}{r}"
-    return f"ivec2({xy})" if p == 1 else f"ivec3({xy}, ({x}) % {p})"
+        tx = f"(({s}) % {part.cols}) * {part.texel_width} + {col}"
+        ty = f"(({s}) / {part.cols}) * {part.height} + {y}{r}"
+    return texel(sampler, inv_size(part), tx, ty, None if p == 1 else f"({x}) % {p}")
 
 
 def float_literal(x: float) -> str:
