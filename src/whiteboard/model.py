@@ -4,13 +4,14 @@ Input  1x3x360x640 RGB in [0, 1].
 Output 1x3x360x640 class probabilities (Softmax over channels): board, ink, foreground.
 
 Layout (resolution: channels):
-  full  : 3x3 conv 3->8                           (keeps thin strokes at full resolution)
+  full  : 3x3 conv 3->full_res_width              (keeps thin strokes at full resolution)
   1/2   : 3x3 s2 conv 3->w0, separable block
   1/4   : separable s2 block w0->w1, separable block
   1/8   : separable s2 block w1->w2, residual separable blocks with dilation 1,2,4,8,16
           (large receptive field for people and lighting without a 1/16 level: 360/16 is not whole)
   decoder: bilinear x2 Resize, concat skip, separable blocks (decoder_blocks residual ones at 1/4 and 1/2),
-           back to full resolution, 1x1 head.
+           back to full resolution, 1x1 head; optionally (refine) a residual depthwise 3x3 + 1x1 over the logits
+           and the full-resolution features, which sharpens stroke rims.
 Every op maps onto ONNX Conv, BatchNormalization, Relu, Add, Concat, Resize and Softmax.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ModelConfig:
     full_res_width: int = 12          # channels of the full-resolution branch
     dilations: tuple = (1, 2, 4, 8, 16)  # residual blocks at 1/8 resolution
     decoder_blocks: tuple = (2, 2)    # residual blocks after the merge at 1/4 and 1/2 resolution
+    head_width: int = 0               # channels of the full-resolution decoder block (0: twice full_res_width)
+    refine: bool = False              # a residual 3x3 block at full resolution over the logits and the full-res features
     n_classes: int = 3
 
 
@@ -64,8 +67,16 @@ class WhiteboardNet(nn.Module):
         n2, n1 = cfg.decoder_blocks
         self.dec2 = nn.Sequential(Separable(w2 + w1, w1), *[Separable(w1, w1, residual=True) for _ in range(n2)])
         self.dec1 = nn.Sequential(Separable(w1 + w0, w0), *[Separable(w0, w0, residual=True) for _ in range(n1)])
-        self.dec0 = Separable(w0 + cfg.full_res_width, cfg.full_res_width * 2)
-        self.head = nn.Conv2d(cfg.full_res_width * 2, cfg.n_classes, 1)
+        head_width = cfg.head_width or cfg.full_res_width * 2
+        self.dec0 = Separable(w0 + cfg.full_res_width, head_width)
+        self.head = nn.Conv2d(head_width, cfg.n_classes, 1)
+        if cfg.refine:
+            # sharpens class boundaries (stroke rims) where the image's own edges are; zero-initialised: starts as identity
+            width = cfg.n_classes + cfg.full_res_width
+            self.refine_dw = conv_bn_relu(width, width, 3, groups=width)
+            self.refine_pw = nn.Conv2d(width, cfg.n_classes, 1)
+            nn.init.zeros_(self.refine_pw.weight)
+            nn.init.zeros_(self.refine_pw.bias)
 
     @staticmethod
     def up(x):
@@ -79,7 +90,10 @@ class WhiteboardNet(nn.Module):
         d2 = self.dec2(torch.cat([self.up(e3), e2], 1))
         d1 = self.dec1(torch.cat([self.up(d2), e1], 1))
         d0 = self.dec0(torch.cat([self.up(d1), f0], 1))
-        return self.head(d0)
+        logits = self.head(d0)
+        if self.cfg.refine:
+            logits = logits + self.refine_pw(self.refine_dw(torch.cat([logits, f0], 1)))
+        return logits
 
     def forward(self, x):
         return self.forward_logits(x)
