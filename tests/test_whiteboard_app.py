@@ -147,6 +147,10 @@ def test_live_app_with_fake_camera(bundle, clip_file):
         wait_for_results(page, empty, 1, 2 * clip.frames / clipgen.FPS + 30)
         page.evaluate("() => window.whiteboard.resetTiming()")
         start_updates, start_time = page.evaluate("() => window.whiteboard.stats().updates"), time.time()
+        # A clean window of the live app (presenter walking in and standing, the model running): the rest of
+        # the run also holds the test's own screenshots and canvas readbacks, each of which can stall a frame.
+        live = np.array(page.evaluate(MEASURE_FRAMES, 6000))
+        live_updates = page.evaluate("() => window.whiteboard.stats().updates") - start_updates
         late_stand = {f for f in stand if f >= min(stand) + 2 * clipgen.FPS}
         wait_for_results(page, late_stand, 1, 60)
         standing = board_output(page, stand)
@@ -203,7 +207,10 @@ def test_live_app_with_fake_camera(bundle, clip_file):
           f"{np.percentile(idle, 99):.1f} ms, max {idle.max():.1f} ms, {(idle > 50).sum()} of {len(idle)} frames over 50 ms")
     print(f"BENCH app, model frozen: {1000 / frozen.mean():.1f} fps, frame p50 {np.median(frozen):.1f} ms, p99 "
           f"{np.percentile(frozen, 99):.1f} ms, max {frozen.max():.1f} ms, {(frozen > 50).sum()} of {len(frozen)} frames over 50 ms")
-    print(f"BENCH whiteboard live: display {stats['meanFps']:.1f} fps, frame p50 {stats['p50']:.1f} ms, "
+    print(f"BENCH whiteboard live, clean 6 s window: {1000 / live.mean():.1f} fps, frame p50 {np.median(live):.1f} ms, "
+          f"p99 {np.percentile(live, 99):.1f} ms, max {live.max():.1f} ms, {(live > 50).sum()} of {len(live)} frames "
+          f"over 50 ms, {live_updates} model results in the window")
+    print(f"BENCH whiteboard live, whole run (with the test's screenshots and readbacks): display {stats['meanFps']:.1f} fps, frame p50 {stats['p50']:.1f} ms, "
           f"p99 {stats['p99']:.1f} ms, max {stats['max']:.1f} ms, {stats['over50']} of {stats['frames']} frames "
           f"over 50 ms; model {update_rate:.2f} updates/s ({stats['updates']} results), budget "
           f"{stats['budgetMs']:.1f} ms; ink F1 standing {f1_stand:.3f}, after {f1_after:.3f}; covered-ink recall "
@@ -218,6 +225,7 @@ def test_live_app_with_fake_camera(bundle, clip_file):
     assert erased_left <= 0.05, "erased strokes are still shown after the presenter left"
     # Timing on a shared software GPU is noisy: assert only that the display never stalled for long.
     assert stats["frames"] > 100 and stats["p50"] < 25, stats
+    assert live_updates >= 1, "the model produced no result during the measured window"
 
 
 def test_rendered_gpu_input_gives_the_onnxruntime_result(bundle):
