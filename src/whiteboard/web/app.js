@@ -218,11 +218,15 @@ async function modelLoop() {
       pipeline.writeModelInput();
       const tag = state.frameTag;
       state.busy = true;
+      // The upload and rectification took a share of this frame's GPU time that the model's budget does not
+      // know about: its first slice waits for the next frame.
+      await idle();
       const { probs } = await model.runToTexture(null);
       state.busy = false;
       if (state.pipelineLosses !== state.losses) continue;
       pipeline.applyResult(probs);
       state.dirty = true;
+      await idle();   // the compositing passes are this frame's GPU work; the next input is the next frame's
       state.resultTag = tag;
       state.resultTags.push(tag);
       state.updates.push(performance.now());
