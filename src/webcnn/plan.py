@@ -97,6 +97,7 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True, moves: i
         return textures
 
     best = pack(order)
+    best_bytes = sum(t.bytes_fp32 for t in best)
     fixed = sum(st.id in at_origin for st in order)   # the row-0 storages keep their place at the front
     rng = random.Random(0)
     moves = min(moves, PACKING_WORK // len(order) ** 2) if reuse and len(order) - fixed > 1 else 0
@@ -105,8 +106,9 @@ def assign_textures(lw: Lowering, pinned: set[int], reuse: bool = True, moves: i
         trial = order[:]
         trial.insert(j, trial.pop(i))
         textures = pack(trial)
-        if sum(t.bytes_fp32 for t in textures) <= sum(t.bytes_fp32 for t in best):
-            best, order = textures, trial
+        trial_bytes = sum(t.bytes_fp32 for t in textures)
+        if trial_bytes <= best_bytes:
+            best, best_bytes, order = textures, trial_bytes, trial
     by_id = {st.id: st for st in lw.storages}
     for k, tex in enumerate(best):
         for *_, y0, _, sid in tex.placed:

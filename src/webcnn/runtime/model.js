@@ -6,7 +6,7 @@ import {
   programReady, resetUnpackState, startProgram, uploadRows,
 } from './gl.js';
 import { packTensor, unpackTensor } from './layout.js';
-import { LostContextSignal, Scheduler, nextFrame } from './scheduler.js';
+import { LostContextSignal, Scheduler, fenceSignaled, nextFrame } from './scheduler.js';
 
 const UPLOAD_BYTES_PER_FRAME = 4 << 20;
 const UPLOAD_BYTES_PER_CALL = 1 << 20;
@@ -141,12 +141,7 @@ export class Model {
     const fences = [];
     let done = 0;
     while (done < todo.length || fences.length) {
-      while (fences.length) {
-        const status = gl.clientWaitSync(fences[0], 0, 0);
-        if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
-        if (status === gl.TIMEOUT_EXPIRED) break;
-        gl.deleteSync(fences.shift());
-      }
+      while (fences.length && fenceSignaled(gl, fences[0])) gl.deleteSync(fences.shift());
       if (done < todo.length && fences.length < WARM_FENCES) {
         const batch = todo.slice(done, done + WARM_PER_FRAME);
         this.submitPieces(batch.map((i) => [i, 0, 1]));
@@ -180,9 +175,7 @@ export class Model {
     // (without blocking) when the GPU process got through them.
     const linked = (fence) => {
       if (!fence || fence.done) return true;
-      const status = gl.clientWaitSync(fence.sync, 0, 0);
-      if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
-      fence.done = status !== gl.TIMEOUT_EXPIRED;
+      fence.done = fenceSignaled(gl, fence.sync);
       if (fence.done) gl.deleteSync(fence.sync);
       return fence.done;
     };

@@ -22,6 +22,13 @@ function abortError(signal) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Whether the GPU has passed a fence, without waiting; a failed wait means the context is gone.
+export function fenceSignaled(gl, sync) {
+  const status = gl.clientWaitSync(sync, 0, 0);
+  if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+  return status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED;
+}
+
 // Resolves with the frame's timestamp (performance.now() when woken by the timer).
 export function nextFrame() {
   return new Promise((resolve) => {
@@ -105,10 +112,7 @@ export class Scheduler {
   }
 
   signaled(slice) {
-    const gl = this.gl;
-    const status = gl.clientWaitSync(slice.fence, 0, 0);
-    if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
-    return status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED;
+    return fenceSignaled(this.gl, slice.fence);
   }
 
   // Drop the slices the GPU has finished (fences signal in order). Without a timer, a slice done by the next frame
@@ -266,9 +270,7 @@ export class Scheduler {
     gl.flush();
     for (;;) {
       if (gl.isContextLost()) throw new LostContextSignal('context lost');
-      const status = gl.clientWaitSync(fence, 0, 0);
-      if (status === gl.ALREADY_SIGNALED || status === gl.CONDITION_SATISFIED) break;
-      if (status === gl.WAIT_FAILED) throw new LostContextSignal('fence wait failed');
+      if (fenceSignaled(gl, fence)) break;
       if (signal && signal.aborted) { gl.deleteSync(fence); throw abortError(signal); }
       await nextFrame();
     }
