@@ -226,12 +226,12 @@ async function modelLoop() {
       if (state.pipelineLosses !== state.losses) continue;
       pipeline.applyResult(probs);
       state.dirty = true;
-      await idle();   // the compositing passes are this frame's GPU work; the next input is the next frame's
       state.resultTag = tag;
       state.resultTags.push(tag);
       state.updates.push(performance.now());
       if (state.updates.length > 100) state.updates.shift();
       $('snapshot').disabled = false;
+      await idle();   // the compositing passes are this frame's GPU work; the next input is the next frame's
     } catch (e) {
       message('model', `The model stopped: ${e.message}. Reload the page.`);
       return;
