@@ -55,7 +55,10 @@ input_shape_option = click.option("--input-shape", "input_shapes", multiple=True
 @click.option("--phases", default=8, show_default=True, type=click.IntRange(1, 8),
               help="Output pixels per fragment (render targets); 4 for devices with only 4 draw buffers.")
 def compile_cmd(model, out_dir, input_shapes, max_texture_size, tile_mflops, debug_tensors, stats, phases):
-    """Compile MODEL (.onnx) into a bundle: model.json + weights.bin."""
+    """Compile MODEL into a bundle: model.json + weights.bin.
+
+    MODEL is an .onnx file, or a PyTorch file saved with torch.jit.save (.pt, .pth: give --input-shape) or
+    torch.export.save (.pt2)."""
     from .compiler import compile as compile_model
     from .importer import parse_input_shapes
 

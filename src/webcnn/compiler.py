@@ -32,13 +32,14 @@ def fit_phases(graph, phases: int) -> int:
 def compile(model, example_input=None, input_shapes=None, *, max_texture_size=DEFAULT_MAX_TEXTURE_SIZE,
             max_tile_flops=DEFAULT_TILE_FLOPS, debug_tensors=False, phases=DEFAULT_PHASES, wide_rows=True,
             out_dir=None) -> bundle_mod.Bundle:
-    """Compile an onnx.ModelProto, a .onnx path or a torch.nn.Module (+ example input) into a Bundle.
+    """Compile an onnx.ModelProto, a .onnx path, a torch.nn.Module (+ example input) or a saved TorchScript / torch.export
+    file (input shape from input_shapes) into a Bundle.
 
     debug_tensors keeps every intermediate tensor readable (no texture sharing), for per-layer verification.
     phases: output pixels per fragment (render targets); 1 gives the older one-pixel kernels.
     wide_rows=False gives the older layout (slices in one column), for before/after benchmarks.
     """
-    proto = load_model(model, example_input)
+    proto = load_model(model, example_input, input_shapes)
     graph = optimize(import_onnx(proto, input_shapes))
     if not graph.nodes:
         raise WebcnnError("the model has no operations left to run after optimisation")

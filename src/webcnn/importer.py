@@ -1,4 +1,5 @@
-"""import: ONNX (or a PyTorch module through torch.onnx.export) to our Graph, with static shapes."""
+"""import: ONNX (or PyTorch: a module, a TorchScript file or a torch.export program, through torch.onnx.export) to
+our Graph, with static shapes."""
 from __future__ import annotations
 
 import io
@@ -16,14 +17,21 @@ from .ir import Graph, Node, Tensor
 MIN_OPSET, MAX_OPSET = 11, 25
 
 
-def load_model(source, example_input=None) -> onnx.ModelProto:
-    """Accept an onnx.ModelProto, a path to a .onnx file, or a torch.nn.Module with an example input."""
+TORCH_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".torchscript")
+
+
+def load_model(source, example_input=None, input_shapes=None) -> onnx.ModelProto:
+    """Accept an onnx.ModelProto, a path to a .onnx file, a torch.nn.Module with an example input, or a path to a
+    saved TorchScript module (torch.jit.save) or torch.export program (torch.export.save); the example input of a
+    saved PyTorch file comes from input_shapes (the only-input key '' or one entry), else from the program itself."""
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise WebcnnError(f"model file not found: {path}")
+        if path.lower().endswith(TORCH_SUFFIXES):
+            return _load_torch_file(path, input_shapes)
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -56,13 +64,84 @@ def _is_torch_module(obj) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
-def _export_torch(module, example_input) -> onnx.ModelProto:
+def _load_torch_file(path, input_shapes) -> onnx.ModelProto:
+    try:
+        import torch
+    except ImportError:
+        raise WebcnnError(f"{path} is a PyTorch file, and compiling one needs PyTorch: pip install torch, or export "
+                          "the model to ONNX where PyTorch is installed") from None
+    shapes = list((input_shapes or {}).values())
+    example = tuple(torch.zeros(shape) for shape in shapes) or None
+    if path.lower().endswith(".pt2"):
+        try:
+            program = torch.export.load(path)
+        except Exception as e:
+            raise WebcnnError(f"{path} is not a readable torch.export program ({type(e).__name__}: {e}); save one "
+                              "with torch.export.save(torch.export.export(model, (example,)), path)") from None
+        recorded = tuple(program.example_inputs[0]) if program.example_inputs else None
+        if example is None:
+            example = recorded
+        if example is None:
+            raise WebcnnError(f"{path} records no example input: pass --input-shape 1,3,H,W")
+        return _export_program(program, example, path, recorded)
+    try:
+        module = torch.jit.load(path, map_location="cpu")
+    except Exception:
+        module = None
+    if module is None:
+        raise WebcnnError(_not_torchscript(path, torch))
+    if example is None:
+        raise WebcnnError(f"{path} is a TorchScript module, which does not record its input shape: pass "
+                          "--input-shape 1,3,H,W (or input_shapes={'': (1, 3, H, W)})")
+    return _export_torch(module, example, path)
+
+
+def _export_program(program, example, path, recorded) -> onnx.ModelProto:
+    """torch.export programs go through the dynamo exporter (onnxscript): the TorchScript one cannot trace them."""
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)   # notices about torchvision ops it cannot register
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            onnx_program = torch.onnx.export(program, example, dynamo=True, opset_version=18, verbose=False)
+        except Exception as e:
+            shapes = [list(t.shape) for t in recorded or ()]
+            hint = (f" It was exported for input shape(s) {shapes}: give that --input-shape, or re-export it with "
+                    "dynamic shapes." if shapes and shapes != [list(t.shape) for t in example] else "")
+            raise WebcnnError(f"exporting the torch.export program {path} to ONNX failed: "
+                              f"{str(e).splitlines()[0][:300]}.{hint}") from None
+    return onnx_program.model_proto
+
+
+def _not_torchscript(path, torch) -> str:
+    """Why a .pt file is not something webcnn can compile, and what to save instead."""
+    fix = ("save the network itself with torch.jit.save(torch.jit.trace(model, example), path) or "
+           "torch.export.save(torch.export.export(model, (example,)), 'model.pt2'), or export it to ONNX")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # Never unpickle arbitrary objects: a pickled nn.Module could run any code on load.
+        return (f"{path} is neither a TorchScript module nor a torch.export program (a pickled Python object, or "
+                f"not a PyTorch file): {fix}")
+    if isinstance(content, dict):
+        return f"{path} holds only weights (a state_dict of {len(content)} entries), not the network: {fix}"
+    return f"{path} holds a {type(content).__name__}, not a network: {fix}"
+
+
+def _export_torch(module, example_input, origin=None) -> onnx.ModelProto:
     import torch
 
     if example_input is None:
         raise WebcnnError("compiling a torch.nn.Module needs an example input tensor, e.g. torch.zeros(1, 3, 224, 224)")
+    origin = origin or type(module).__name__
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    module = module.eval()
+    try:
+        module = module.eval()
+    except (NotImplementedError, RuntimeError):
+        pass  # a torch.export program's module is already in the mode it was exported in
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
@@ -70,7 +149,7 @@ def _export_torch(module, example_input) -> onnx.ModelProto:
             torch.onnx.export(module, args, buf, opset_version=17, dynamo=False,
                               input_names=[f"input{i}" if i else "input" for i in range(len(args))])
         except Exception as e:
-            raise WebcnnError(f"torch.onnx.export failed for {type(module).__name__}: {e}") from None
+            raise WebcnnError(f"torch.onnx.export failed for {origin}: {e}") from None
     return onnx.load_model_from_string(buf.getvalue())
 
 

@@ -81,7 +81,7 @@ def reference(proto: onnx.ModelProto, inputs: dict, extra_outputs=()) -> dict:
 
 def verify(model, input_shapes=None, *, per_layer=False, precision="fp32", seed=0, browser: Browser | None = None,
            example_input=None, **compile_options) -> Report:
-    proto = load_model(model, example_input)
+    proto = load_model(model, example_input, input_shapes)
     with tempfile.TemporaryDirectory(prefix="webcnn-verify-") as tmp:
         bundle = compile_model(proto, input_shapes=input_shapes, debug_tensors=per_layer, out_dir=tmp,
                                **compile_options)
