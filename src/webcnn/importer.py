@@ -102,6 +102,10 @@ def _export_program(program, example, path, recorded) -> onnx.ModelProto:
 
     import torch
 
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise WebcnnError(f"{path} is a torch.export program; exporting it needs onnxscript: pip install onnxscript") from None
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)   # notices about torchvision ops it cannot register
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -520,6 +520,45 @@ def fabric(rng, h, w, base):
     return np.clip(tex * (shade + grain)[..., None], 0, 1)
 
 
+SHIRT_WEAVE_P = 0.3  # share of presenters in a fine-weave shirt (chambray, oxford): thin dark creases on grey
+
+
+def side_rng(rng):
+    """A generator seeded from `rng`'s state without drawing from it: an addition that uses it leaves every
+    other random choice of the frame (and so the frame's labels) as it was."""
+    return np.random.default_rng(int(rng.bit_generator.state["state"]["state"]) ^ 0x5EED5EED)
+
+
+def weave_shirt(rng, h, w):
+    """A dark, desaturated shirt of fine weave, as office shirts look on camera: a thread texture near the pixel
+    scale, strong fold shading with bright ridges and many thin dark creases, the look a classifier can mistake
+    for strokes on a dim board."""
+    yy, xx = pixel_grid(h, w)
+    grey = rng.uniform(0.3, 0.9)
+    tint = np.float32([-1.0, -0.4, 1.0]) * rng.uniform(0, 0.15) if rng.random() < 0.7 else rng.normal(0, 0.05, 3)
+    base = np.clip(grey * (1 + tint), 0.02, 1).astype(np.float32)
+    fold_angle = np.pi / 2 + rng.normal(0, 0.7)
+    folds = oriented_noise(rng, h, w, rng.uniform(2, 6), rng.uniform(8, 30), fold_angle)
+    bend = rng.uniform(1, 6)
+    u = xx + folds * bend
+    v = yy + smooth_noise(rng, h, w, 8) * bend
+    period = rng.uniform(1.5, 4.0)
+    if rng.random() < 0.5:  # twill: diagonal threads
+        weave = np.sin((u + v) * np.pi / period)
+    else:  # plain weave / micro check
+        weave = np.sin(u * np.pi / period) * np.sin(v * np.pi / period)
+    slub = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), rng.uniform(0.4, 1.0))
+    texture = 1 + weave * rng.uniform(0.03, 0.15) + slub * rng.uniform(0.05, 0.2)
+    creases = np.zeros((h, w), np.float32)
+    ridges = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(2, 7)):
+        field = oriented_noise(rng, h, w, rng.uniform(2, 6), rng.uniform(10, 40), fold_angle + rng.normal(0, 0.6))
+        creases = np.maximum(creases, np.exp(-(field / rng.uniform(0.02, 0.08)) ** 2))
+        ridges = np.maximum(ridges, np.exp(-((field - rng.uniform(0.1, 0.3)) / rng.uniform(0.04, 0.12)) ** 2))
+    shade = (1 + folds * rng.uniform(0.2, 0.5) - creases * rng.uniform(0.25, 0.7) + ridges * rng.uniform(0.1, 0.5))
+    return np.clip(base * (shade * texture)[..., None], 0, 1)
+
+
 def print_on_chest(rng, h, w, cx, top, half_width):
     """A T-shirt print: a word, a logo shape or both, as a coverage mask and a colour."""
     layer = np.zeros((h, w), np.uint8)
@@ -650,6 +689,9 @@ def draw_person(rng, h, w, mask, colour):
 
     cloth = (rng.uniform(0.04, 0.95, 3) * rng.choice([0.35, 0.7, 1.0])).astype(np.float32)
     cloth_tex = fabric(rng, h, w, cloth)
+    side = side_rng(rng)
+    if side.random() < SHIRT_WEAVE_P:
+        cloth_tex = weave_shirt(side, h, w)
     trousers = np.array(rng.choice([[0.12, 0.16, 0.28], [0.08, 0.08, 0.09], [0.35, 0.3, 0.25], [0.2, 0.25, 0.4]]), np.float32)
     legs_tex = fabric(rng, h, w, trousers * rng.uniform(0.7, 1.3)) if legs.any() else trousers
     skin_tex = skin_rgb * (1 + smooth_noise(rng, h, w, 25)[..., None] * 0.06

@@ -19,6 +19,7 @@ ACTIVATIONS = {
     "Softsign": ({}, "v = v / (1.0 + abs(v));"),
     "Mish": ({}, "v = v * tanh(clamp(max(v, 0.0) + log(1.0 + exp(-abs(v))), -15.0, 15.0));"),
     "Gelu": ({"approximate": "none"}, "{gelu}"),
+    "Erf": ({}, "{erf}"),   # torch.onnx exports nn.GELU() below opset 20 as x * 0.5 * (1 + Erf(x / sqrt 2))
     "Abs": ({}, "v = abs(v);"),
     "Neg": ({}, "v = -v;"),
     "Exp": ({}, "v = exp(v);"),
@@ -29,10 +30,12 @@ ACTIVATIONS = {
     "Ceil": ({}, "v = ceil(v);"),
 }
 
-# erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), since GLSL ES has no erf.
-GELU_ERF = ("{ vec4 z = abs(v) * 0.70710678; vec4 k = 1.0 / (1.0 + 0.3275911 * z);"
-            " vec4 e = 1.0 - (((((1.061405429 * k - 1.453152027) * k) + 1.421413741) * k - 0.284496736) * k"
-            " + 0.254829592) * k * exp(-z * z); v = 0.5 * v * (1.0 + sign(v) * e); }")
+# erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), since GLSL ES has no erf: e = erf(|z|).
+ERF_ABS = ("vec4 k = 1.0 / (1.0 + 0.3275911 * z);"
+           " vec4 e = 1.0 - (((((1.061405429 * k - 1.453152027) * k) + 1.421413741) * k - 0.284496736) * k"
+           " + 0.254829592) * k * exp(-z * z);")
+GELU_ERF = "{ vec4 z = abs(v) * 0.70710678; " + ERF_ABS + " v = 0.5 * v * (1.0 + sign(v) * e); }"
+ERF = "{ vec4 z = abs(v); " + ERF_ABS + " v = sign(v) * e; }"
 GELU_TANH = "v = 0.5 * v * (1.0 + tanh(clamp(0.7978845608 * (v + 0.044715 * v * v * v), -15.0, 15.0)));"
 
 
@@ -48,4 +51,6 @@ def activation_glsl(node, op: str, attrs: dict) -> str:
         if mode not in ("none", "tanh"):
             raise UnsupportedError(node, f"approximate='{mode}'", "approximate='none' or 'tanh'")
         return "  " + (GELU_TANH if mode == "tanh" else GELU_ERF) + "\n"
+    if op == "Erf":
+        return "  " + ERF + "\n"
     return "  " + template.format(**values) + "\n"

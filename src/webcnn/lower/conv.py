@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from . import register
 from .activations import activation_glsl
-from .core import inv_literal, inv_size, row_token, sample, texel, vec4_literal, weight_from_texels
+from .core import inv_literal, inv_size, row_token, sample, texel, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -391,7 +391,8 @@ def _fused_pointwise_pair(lw, a, b):
             body += "".join(f"      h{s}_{j} += w * x{j}v;\n" for j in range(P)) + "    }\n"
         body += "  }\n"
         offset += part.slices
-    mask = [1.0 if i < ca % 4 else 0.0 for i in range(4)] if ca % 4 else None
+    # a select (as render's mask): A's epilogue may leave inf or NaN in a padding lane (1 / 0), and NaN * 0.0 is NaN
+    mask = ", ".join("true" if i < ca % 4 else "false" for i in range(4)) if ca % 4 else None
     body += f"  vec4 bb = {fbb(0, 0)};\n" + "".join(f"  vec4 v{j} = bb;\n" for j in range(P))
     for s in range(ca4):
         body += (f"  {{ mat4 w = mat4({fb(4 * s, 0)}, {fb(4 * s + 1, 0)},"
@@ -401,7 +402,7 @@ def _fused_pointwise_pair(lw, a, b):
             for step in a.epilogue:
                 body += "  " + activation_glsl(a, step[1], step[2])
             if mask and s == ca4 - 1:
-                body += f"      v *= {vec4_literal(mask)};\n"
+                body += f"      v = mix(vec4(0.0), v, bvec4({mask}));\n"
             body += f"      v{j} += w * v; }}\n"
         body += "  }\n"
     # pixel columns of the fragment, clamped: a padding pixel reads the last real one

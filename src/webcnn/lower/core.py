@@ -212,8 +212,10 @@ def render(functions: list[str], samplers: list, body: str, out: Storage, channe
                    f"  int oy = py % {out.height}; int x0 = (p.x % {tw}) * {P};\n")
     mask = ""
     if channels % 4:
-        lanes = [1.0 if i < channels % 4 else 0.0 for i in range(4)]
-        mask = f"  if (t == {out.slices - 1}) v *= {vec4_literal(lanes)};\n"
+        # A select, not a multiply: a padding lane can hold inf or NaN (x / 0 against a constant's zero padding
+        # lane, log(0), ...), and NaN * 0.0 is NaN, which the 0-weights of the next conv would spread.
+        lanes = ", ".join("true" if i < channels % 4 else "false" for i in range(4))
+        mask = f"  if (t == {out.slices - 1}) v = mix(vec4(0.0), v, bvec4({lanes}));\n"
     outs = "".join(f"layout(location = {j}) out vec4 outColor{j};\n" for j in range(P))
     main = "\nvoid main() {\n  ivec2 p = ivec2(gl_FragCoord.xy);\n" + decode
     if phased_body:

@@ -14,7 +14,10 @@ BINARY = {
     "Add": "a + b", "Sub": "a - b", "Mul": "a * b", "Div": "a / b",
     "Max": "max(a, b)", "Min": "min(a, b)", "Sum": "a + b", "Mean": "a + b",
     "PRelu": "max(a, 0.0) + b * min(a, 0.0)",
-    "Pow": "pow(a, b)",
+    # GLSL's pow is undefined for a < 0 (and for 0^0): ONNX's, like numpy's, takes the sign from an odd integer
+    # exponent (x ** 3) and gives 1 for b = 0.
+    "Pow": "mix(pow(abs(a), b) * mix(vec4(1.0), sign(a), equal(mod(b, 2.0), vec4(1.0))), vec4(1.0), "
+           "equal(b, vec4(0.0)))",
 }
 
 

@@ -32,15 +32,17 @@ def _text(value):
 
 
 def _axis_constants(transform, n_in, n_out, scale, roi):
-    """Compile-time constants of one axis. Like ONNX's reference, the resized length is scale * n_in, not rounded."""
+    """Compile-time constants of one axis. length_resized, in align_corners and tf_crop_and_resize, is the output's
+    length n_out, as in onnxruntime and PyTorch (x1.5 of 7 rows: 10, not 10.5; ONNX's reference takes scale * n_in)."""
     length = scale * n_in
     consts = {"s": float_literal(scale), "offset": "0.0", "ratio": "0.0"}
     if transform == "half_pixel_symmetric":
         consts["offset"] = float_literal(n_in / 2 * (1 - n_out / length))
-    elif transform == "align_corners" and length != 1:
-        consts["ratio"] = float_literal((n_in - 1) / (length - 1))
+    elif transform == "align_corners" and n_out != 1:
+        consts["ratio"] = float_literal((n_in - 1) / (n_out - 1))
     elif transform == "tf_crop_and_resize":
         start, end = roi
+        length = n_out
         if length == 1:
             consts["offset"] = float_literal((end - start) * (n_in - 1) / 2 + start * (n_in - 1))
         else:
