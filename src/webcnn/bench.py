@@ -1,8 +1,9 @@
 """`webcnn bench`: page responsiveness and speed of webcnn against TF.js WebGL and ONNX Runtime Web, side by side in
 one headless Chromium run (issue 3).
 
-Every system runs on the same page (runtime/bench.html): a visible WebGL canvas animating at display rate, a probe
-draw + fence each frame, a long-task observer, and one system inferring continuously for a fixed window.
+Every system runs on the same page (runtime/bench.html), each time in a fresh tab: a visible WebGL canvas animating
+at display rate, a probe draw + fence each frame, a long-task observer, and one system inferring continuously for a
+fixed window.
 
     scripts/bench-setup.sh                                  # peers from npm, pinned, into bench/peers/ (git-ignored)
     webcnn bench --network all                              # MobileNetV2 224 + the whiteboard U-Net 360x640
@@ -392,9 +393,19 @@ def _relax_peer_csp(server) -> None:
     server.httpd.RequestHandlerClass = PeerHandler
 
 
+def _fresh_page(b) -> None:
+    """Replace the page by a new tab, which Chromium gives its own renderer process: the previous system's heap
+    (a major GC of it could land in the next system's load) and GL objects go with the old one."""
+    b.page.close()
+    b.page = b.context.new_page()
+    b.page.on("pageerror", lambda e: b.errors.append(f"page error: {e}"))
+    b.page.on("console", lambda m: m.type == "error" and b.errors.append(f"console: {m.text}"))
+
+
 def _open(b, url: str) -> None:
-    """Navigate to a bench page; a page left stuck by the previous system is replaced by a fresh one."""
+    """Open a bench page in a fresh tab (once more if the first attempt is stuck)."""
     for attempt in range(2):
+        _fresh_page(b)
         try:
             b.page.goto(url, timeout=60000)
             b.page.wait_for_function("() => window.bench !== undefined", timeout=60000)
@@ -402,18 +413,10 @@ def _open(b, url: str) -> None:
         except Exception:
             if attempt:
                 raise WebcnnError(f"the bench page {url} did not load twice; the browser is stuck") from None
-            b.page.close()
-            b.page = b.context.new_page()
-            b.page.on("pageerror", lambda e: b.errors.append(f"page error: {e}"))
-            b.page.on("console", lambda m: m.type == "error" and b.errors.append(f"console: {m.text}"))
 
 
 def _open_blank(b) -> None:
-    try:
-        b.page.goto("about:blank", timeout=60000)
-    except Exception:
-        b.page.close()
-        b.page = b.context.new_page()
+    _fresh_page(b)
 
 
 def run_bench(networks, systems, seconds: float, out_dir, budget_ms: float | None = None, trace: bool = False,
