@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from webcnn.browser import Browser
 from whiteboard import clip as clipgen
@@ -362,11 +363,17 @@ def test_enhance_cli_image_and_video(tmp_path):
     assert frames == 3
 
 
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "whiteboard_sample.jpg"
+
+
 @pytest.mark.parametrize("make, args, expected", [
     (None, ["missing.png", "-o", "x.png"], "does not exist"),
     (lambda p: p.write_text("hello"), ["notes.txt", "-o", "x.png"], "unsupported input type '.txt'"),
     (lambda p: p.write_bytes(b"not a png"), ["bad.png", "-o", "x.png"], "cannot read"),
     (lambda p: p.write_bytes(b"not a video"), ["bad.mp4", "-o", "x.mp4"], "cannot read"),
+    (lambda p: p.write_bytes(SAMPLE.read_bytes()[:4000]), ["cut.jpg", "-o", "x.png"], "truncated"),
+    (lambda p: Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p, save_all=True, append_images=[
+        Image.fromarray(np.full((8, 8, 3), 255, np.uint8))]), ["anim.gif", "-o", "x.png"], "animation of 2 frames"),
     (lambda p: cv2.imwrite(str(p), np.zeros((8, 8, 3), np.uint8)), ["ok.png", "-o", "x.mp4"], "use .png"),
     (lambda p: cv2.imwrite(str(p), np.zeros((8, 8, 3), np.uint8)), ["ok.png", "-o", "x.png", "--corners", "1,2"], "8 comma-separated"),
 ])

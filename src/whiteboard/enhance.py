@@ -20,7 +20,7 @@ from webcnn.errors import WebcnnError
 
 from .app import MODEL_PATH, app_mounts, model_bundle
 
-IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 VIDEO_TYPES = (".mp4", ".webm", ".avi", ".y4m", ".mov", ".mkv")
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".webm": "VP80", ".mkv": "MJPG"}
 MAX_SIDE = 1920
@@ -108,10 +108,25 @@ class Enhancer:
 
 
 def read_image(path):
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise WebcnnError(f"cannot read {path} as an image (corrupt or not really {Path(path).suffix}); "
-                          "give a PNG or JPEG file")
+    """RGB uint8, EXIF orientation applied. A truncated file is an error: OpenCV would fill the missing rows with
+    grey and only warn, and that grey would come out as a board."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            frames = getattr(image, "n_frames", 1)
+    except Image.DecompressionBombError as e:
+        raise WebcnnError(f"{path} is too large to decode safely ({e}); scale it down first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise WebcnnError(f"cannot read {path} as an image ({e}; corrupt, truncated or not really "
+                          f"{Path(path).suffix}); give a complete PNG or JPEG file") from None
+    if frames > 1:
+        raise WebcnnError(f"{path} is an animation of {frames} frames; give a single image, or a video file")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)   # 16-bit and CMYK files come out as 8-bit BGR
+    if bgr is None:   # formats OpenCV lacks (GIF)
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
