@@ -79,6 +79,13 @@ def test_server_refuses_path_traversal(tmp_path):
             assert err.value.code == 404, path
 
 
+def test_server_on_a_busy_port_says_so():
+    with Server({}) as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        with pytest.raises(webcnn.WebcnnError, match=f"port {port} is already in use; pick another with --port"):
+            Server({}, port=port)
+
+
 def test_outputs_can_stay_on_gpu_and_be_sampled_in_the_same_context(browser, tmp_path, unet_onnx):
     """runToTexture leaves the output in a texture; the page's own shader reads it without a CPU copy."""
     webcnn.compile(unet_onnx, out_dir=tmp_path)

@@ -97,7 +97,7 @@ def verify(model, input_shapes, per_layer, precision, seed):
 
 @cli.command()
 @click.argument("directories", nargs=-1, type=click.Path(file_okay=False, exists=True))
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(directories, port):
     """Serve the runtime (/runtime/) and DIRECTORIES (/d0/, /d1/, ...) on 127.0.0.1."""
     from .serve import Server

@@ -1,12 +1,15 @@
 """A small static server on 127.0.0.1 for the runtime, bundles and demos. It refuses paths outside its roots."""
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import threading
 import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from .errors import WebcnnError
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
 # Strict: no inline script, no eval. The runtime and the apps must work under it.
@@ -44,7 +47,12 @@ class Server:
                 self.send_error(404, "not found")
                 return None
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise WebcnnError(f"port {port} is already in use; pick another with --port") from None
+            raise WebcnnError(f"cannot listen on {host}:{port}: {e.strerror}") from None
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import tempfile
@@ -41,12 +40,7 @@ def app_mounts(bundle_dir) -> dict:
 
 def app_server(bundle_dir, port=0) -> Server:
     """The app's pages, the webcnn runtime and the bundle; nothing else."""
-    try:
-        return Server(app_mounts(bundle_dir), port=port)
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            raise WebcnnError(f"port {port} is already in use; pick another with --port") from None
-        raise WebcnnError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}") from None
+    return Server(app_mounts(bundle_dir), port=port)
 
 
 def _interrupt(*_):

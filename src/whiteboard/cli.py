@@ -41,7 +41,7 @@ def contact_sheet(args):
 
 
 @cli.command()
-@click.option("--port", default=8000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port on 127.0.0.1.")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False), help="ONNX model (default: the bundled one).")
 def serve(port, model_path):
     """Serve the live app (camera -> clean, see-through board) on http://127.0.0.1:PORT/app/."""
