@@ -364,6 +364,7 @@ def test_enhance_cli_image_and_video(tmp_path):
 
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "whiteboard_sample.jpg"
+UNET_ONNX = Path(__file__).resolve().parents[1] / "examples" / "unet.onnx"
 
 
 @pytest.mark.parametrize("make, args, expected", [
@@ -376,6 +377,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "whiteboard_sample.j
         Image.fromarray(np.full((8, 8, 3), 255, np.uint8))]), ["anim.gif", "-o", "x.png"], "animation of 2 frames"),
     (lambda p: cv2.imwrite(str(p), np.zeros((8, 8, 3), np.uint8)), ["ok.png", "-o", "x.mp4"], "use .png"),
     (lambda p: cv2.imwrite(str(p), np.zeros((8, 8, 3), np.uint8)), ["ok.png", "-o", "x.png", "--corners", "1,2"], "8 comma-separated"),
+    (lambda p: cv2.imwrite(str(p), np.zeros((80, 80, 3), np.uint8)), ["ok.png", "-o", "x.png", "--corners",
+                                                                      "0,0,0,80,80,80,80,0"], "do not outline a board"),
+    (lambda p: cv2.imwrite(str(p), np.zeros((8, 8, 3), np.uint8)), ["ok.png", "-o", "x.png", "--model",
+                                                                    str(UNET_ONNX)], "not a whiteboard segmentation model"),
 ])
 def test_enhance_cli_rejects_bad_input_in_one_line(tmp_path, make, args, expected):
     if make:

@@ -29,8 +29,23 @@ def model_bundle(model_path=MODEL_PATH):
     if not model_path.is_file():
         raise WebcnnError(f"model {model_path} not found; reinstall the package or pass --model PATH.onnx")
     with tempfile.TemporaryDirectory(prefix="whiteboard-bundle-") as tmp:
-        webcnn.compile(str(model_path), max_tile_flops=TILE_FLOPS, out_dir=tmp)
+        bundle = webcnn.compile(str(model_path), max_tile_flops=TILE_FLOPS, out_dir=tmp)
+        check_interface(model_path, bundle.manifest)
         yield Path(tmp)
+
+
+def check_interface(model_path, manifest) -> None:
+    """The pages write RGB into the model's only input and read class probabilities from an output named `probs`."""
+    inputs, outputs = manifest["inputs"], {t["name"]: t for t in manifest["outputs"]}
+    probs = outputs.get("probs")
+    fits = (len(inputs) == 1 and len(inputs[0]["shape"]) == 4 and inputs[0]["shape"][:2] == [1, 3]
+            and probs is not None and probs["shape"][:2] == [1, 3] and len(probs["shape"]) == 4)
+    if not fits:
+        have = ", ".join(f"{t['name']} {t['shape']}" for t in inputs)
+        made = ", ".join(f"{name} {t['shape']}" for name, t in outputs.items())
+        raise WebcnnError(f"{model_path} is not a whiteboard segmentation model: the app needs one input [1, 3, H, W] "
+                          f"(RGB in [0, 1]) and an output named 'probs' [1, 3, H, W] (board, ink, foreground); this "
+                          f"model takes {have} and gives {made}. Export one with `whiteboard train --export_from`.")
 
 
 def app_mounts(bundle_dir) -> dict:
