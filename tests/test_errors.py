@@ -42,6 +42,12 @@ def _unsupported_attribute(path):
     onnx.save(model, path)
 
 
+def _unsupported_reduce_axes(path):
+    model = conv_model(extra_nodes=[helper.make_node("ReduceMean", ["y"], ["r"], name="reduce0", axes=[2])])
+    model.opset_import[0].version = 13
+    onnx.save(model, path)
+
+
 MODEL_CORPUS = {
     # name: (writer, phrases the single error line must contain)
     "truncated": (_truncated, ["not a readable ONNX model"]),
@@ -49,6 +55,8 @@ MODEL_CORPUS = {
     "dynamic_shape": (lambda p: onnx.save(conv_model(dims=("N", 3, "H", "W")), p), ["symbolic", "--input-shape"]),
     "unsupported_op": (_unsupported, ["topk0", "TopK", "Supported:"]),
     "unsupported_attribute": (_unsupported_attribute, ["resize0", "cubic", "Supported:"]),
+    "unsupported_reduce_axes": (_unsupported_reduce_axes, ["reduce0", "ReduceMean", "axes [2]", "channel axis (1)",
+                                                           "H and W axes (2, 3)"]),
     "wrong_rank_weight": (lambda p: onnx.save(conv_model(weight=np.ones((4, 3, 3), np.float32)), p), ["weight"]),
     "non_float_input": (lambda p: onnx.save(conv_model(input_type=TensorProto.INT64), p), ["'x'", "INT64", "float32"]),
     "not_onnx": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64)), ["ONNX"]),
@@ -80,6 +88,21 @@ def test_bad_model_gets_one_clear_message(tmp_path, case):
 def test_missing_model_file(tmp_path):
     result = run_cli("compile", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "b"))
     assert result.returncode == 2 and "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_verify_names_a_reference_that_cannot_run(tmp_path):
+    """onnxruntime refuses dilations with auto_pad SAME_*: verify says so in one line, not in a traceback."""
+    model = conv_model()
+    del model.graph.node[0].attribute[:]
+    model.graph.node[0].attribute.extend([helper.make_attribute("auto_pad", "SAME_UPPER"),
+                                          helper.make_attribute("dilations", [2, 2])])
+    path = tmp_path / "dilated_same.onnx"
+    onnx.save(model, path)
+    result = run_cli("verify", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: onnxruntime"), result.stderr
+    assert "Dilation" in lines[0] and "Traceback" not in result.stderr + result.stdout
 
 
 def test_python_api_raises_webcnn_error():

@@ -62,3 +62,94 @@ def test_long_dense_blocks_fit_the_texture_units(browser, tmp_path):
     path = zoo.export(TwoBlocks().eval(), (1, 3, 16, 16), str(tmp_path / "dense.onnx"))
     report = verify(path, browser=browser)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
+
+
+def _small_networks():
+    """Patterns of real networks that once gave wrong answers, each small: name -> (module, input shape)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Lambda(nn.Module):
+        def __init__(self, fn, **mods):
+            super().__init__()
+            self.fn, self.mods = fn, nn.ModuleDict(mods)
+
+        def forward(self, x):
+            return self.fn(self.mods, x)
+
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return {
+        # (x - mean) / std on 3 channels: the constant's zero padding lane made 0 / 0 = NaN there, and masking by
+        # multiplying with 0 kept the NaN, which the next conv spread to every channel.
+        "rgb_normalisation": (Lambda(lambda m, x: m["c"]((x - mean) / std), c=nn.Conv2d(3, 4, 3, 1, 1)),
+                              (1, 3, 14, 15)),
+        # Reciprocal fused into a 1x1 conv of 6 channels whose only reader is a 1x1 conv of 2 (one pass, the pointwise
+        # pair): 1 / 0 = inf in the padding lanes of the first conv's last slice.
+        "reciprocal_pointwise_pair": (Lambda(lambda m, x: m["b"](torch.reciprocal(m["a"](x))) * 2.0,
+                                             a=nn.Conv2d(3, 6, 1), b=nn.Conv2d(6, 2, 1)), (1, 3, 16, 24)),
+        # x ** 3 of negative x: GLSL's pow is undefined for a negative base
+        "odd_power": (Lambda(lambda m, x: m["c"](x) ** 3, c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 9, 11)),
+        # nn.GELU() exports as Div, Erf, Add, Mul, Mul below opset 20
+        "gelu_erf": (nn.Sequential(nn.Conv2d(3, 6, 1), nn.GELU(), nn.Conv2d(6, 5, 1)), (1, 3, 10, 14)),
+        # a non-integer factor with align_corners: 7 rows x 1.5 = 10 rows, with corners 0 and 9 (not 10.5 - 1)
+        "align_corners_x1_5": (Lambda(lambda m, x: torch.cat([
+            F.interpolate(m["c"](x), scale_factor=1.5, mode="bilinear", align_corners=True)[:, :, :, :11],
+            F.interpolate(m["c"](x), scale_factor=(1.5, 1.3), mode="bilinear", align_corners=True)], 1),
+            c=nn.Conv2d(5, 6, 3, 1, 1)), (1, 5, 7, 9)),
+        # nearest x1.7: output column 17 maps to 17 / 1.7 = 10.0 exactly in float32, the GPU's division gave 9.99...
+        "nearest_x1_7": (Lambda(lambda m, x: F.interpolate(m["c"](x), scale_factor=1.7, mode="nearest"),
+                                c=nn.Conv2d(3, 4, 1)), (1, 3, 9, 11)),
+        # opset 20 exports nn.GELU as Gelu, whose approximate attribute ONNX stores as bytes
+        "gelu_opset20": (nn.Sequential(nn.Conv2d(3, 6, 1), nn.GELU(), nn.Conv2d(6, 6, 1), nn.GELU("tanh")),
+                         (1, 3, 10, 14), 20),
+        # a 1-D CNN's AdaptiveAvgPool1d(1): GlobalAveragePool over [N, C, L]
+        "conv1d_global_pool": (nn.Sequential(nn.Conv1d(2, 6, 5, 2, 2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                                             nn.Linear(6, 3)), (1, 2, 40)),
+        # expand() of a pooled [1, C, 1, 1] to the map's size, then concatenated (a context feature)
+        "expand_concat": (Lambda(lambda m, x: m["c"](torch.cat([x, x.mean((2, 3), keepdim=True).expand(1, 6, 5, 7)],
+                                                               1)), c=nn.Conv2d(12, 3, 1)), (1, 6, 5, 7)),
+        # reductions over the channels: CBAM's spatial attention (mean and max), a hand-written LayerNorm2d (as
+        # ConvNeXt's), F.normalize (ReduceL2), a min without keepdim
+        "channel_reductions": (Lambda(lambda m, x: torch.cat([
+            x * torch.sigmoid(m["s"](torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1))),
+            (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-6),
+            F.normalize(x, dim=1), x.amin(1)[:, None] + x.sum(1, keepdim=True)], 1), s=nn.Conv2d(2, 1, 7, 1, 3)),
+            (1, 7, 9, 11)),
+        # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
+        "instance_and_group_norm": (nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
+            nn.Conv2d(6, 8, 3, 2, 1), nn.GroupNorm(2, 8)), (1, 3, 12, 13)),
+    }
+
+
+@pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf",
+                                  "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
+                                  "expand_concat", "channel_reductions", "instance_and_group_norm"])
+def test_small_network_matches_onnxruntime(browser, tmp_path, name):
+    import torch
+
+    torch.manual_seed(0)
+    module, shape, *opset = _small_networks()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(module.eval(), shape, str(tmp_path / f"{name}.onnx"), *opset)
+    report = verify(path, browser=browser)
+    for c in report.outputs:
+        assert c.scaled <= 1e-3, f"{name}/{c.name}: max abs {c.max_abs:.3e} vs max|ref| {c.max_ref:.3e}"
+
+
+def test_exported_gelu_fuses_into_its_conv(tmp_path):
+    """torch.onnx's Div, Erf, Add, Mul, Mul for nn.GELU() below opset 20 becomes the conv's epilogue: no passes."""
+    from torch import nn
+
+    import webcnn
+
+    module, shape = _small_networks()["gelu_erf"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(module.eval(), shape, str(tmp_path / "gelu.onnx"))
+    assert isinstance(module[1], nn.GELU)
+    ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
+    assert ops == ["Conv", "Conv"], ops   # conv + GELU, conv

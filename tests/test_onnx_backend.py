@@ -27,12 +27,14 @@ from conftest import assert_close
 OPS = ["Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Elu", "Clip", "Sigmoid", "Tanh",
        "HardSigmoid", "HardSwish", "Softplus", "Add", "Sub", "Mul", "Div", "Sum", "Concat", "MaxPool", "AveragePool",
        "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Pad", "Softmax", "Flatten", "Reshape", "Gemm",
-       "MatMul", "Transpose", "LRN", "Dropout", "Identity"]
+       "MatMul", "Transpose", "LRN", "Dropout", "Identity", "Erf", "Expand", "Gelu",
+       "InstanceNormalization"]
 
 # Input positions that webcnn takes as compile-time constants, per op.
 FROZEN = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "BatchNormalization": (1, 2, 3, 4), "Clip": (1, 2), "Gemm": (1, 2),
     "MatMul": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Pad": (1, 2, 3), "Reshape": (1,), "Dropout": (1, 2),
+    "Expand": (1,), "InstanceNormalization": (1, 2),
 }
 
 # Cases webcnn refuses by design, with the reason. Each must fail to compile with a WebcnnError naming the op.
@@ -117,6 +119,15 @@ EXCLUDED = {
 }
 
 
+# Cases whose expected data (from ONNX's reference implementation) disagrees with onnxruntime and PyTorch, the
+# references webcnn follows (verify compares with onnxruntime): these compare with onnxruntime's output instead.
+ORT_REFERENCE = {
+    # align_corners with scales 0.6 of 4 columns: ONNX's reference takes length_resized = 2.4, onnxruntime and
+    # PyTorch (and the spec's words, "the length of the resized tensor") take 2, the output's length.
+    "test_resize_downsample_scales_linear_align_corners": "length_resized is the output's length",
+}
+
+
 # Integer cases whose results do not depend on the element type (data movement, max, clamp): besides being
 # refused as they are, they run with their data cast to float32. That keeps the edge/reflect/wrap Pad modes covered.
 AS_FLOAT32 = ["test_edge_pad", "test_reflect_pad", "test_wrap_pad", "test_maxpool_2d_uint8",
@@ -187,7 +198,13 @@ def test_every_op_has_cases():
 
 @pytest.mark.parametrize("name", sorted(set(CASES) - set(EXCLUDED)))
 def test_case(name, browser, tmp_path):
-    _run(browser, tmp_path, name, *_freeze(CASES[name]))
+    model, feeds, expected = _freeze(CASES[name])
+    if name in ORT_REFERENCE:
+        from webcnn.verify import reference
+        expected = reference(model, feeds)
+        assert not np.allclose(list(expected.values())[0], list(_freeze(CASES[name])[2].values())[0]), \
+            "onnxruntime now agrees with ONNX's reference: drop the case from ORT_REFERENCE"
+    _run(browser, tmp_path, name, model, feeds, expected)
 
 
 @pytest.mark.parametrize("name", AS_FLOAT32)
@@ -202,3 +219,44 @@ def test_excluded_case_is_refused(name, tmp_path):
     with pytest.raises(WebcnnError) as info:  # a clean refusal, never a crash
         webcnn.compile(model, out_dir=tmp_path)
     assert op in str(info.value), f"the error does not name the op {op}: {info.value}"
+
+
+@pytest.mark.parametrize("op,mode", [("DepthToSpace", "DCR"), ("DepthToSpace", "CRD"), ("SpaceToDepth", None)])
+def test_depth_space_rearrangement(op, mode, browser, tmp_path):
+    """PixelShuffle/PixelUnshuffle (ONNX's backend cases for these are opset 28, past webcnn's 25), vs onnxruntime."""
+    from onnx import TensorProto, helper
+
+    from webcnn.verify import reference
+
+    shape = (1, 12, 5, 7) if op == "DepthToSpace" else (1, 3, 10, 14)
+    attrs = {"blocksize": 2, **({"mode": mode} if mode else {})}
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    _run(browser, tmp_path, f"{op}_{mode}", model, feeds, reference(model, feeds))
+
+
+def test_cast_to_float_is_a_no_op(browser, tmp_path):
+    """tf2onnx leaves Cast(to=FLOAT) on float tensors: nothing to run (a Cast to an integer type stays refused)."""
+    from onnx import TensorProto, helper
+
+    from webcnn.verify import reference
+
+    def model(to):
+        w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((5, 3, 3, 3)).astype(np.float32), "w")
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Cast", ["c"], ["a"], to=to),
+                 helper.make_node("Cast", ["a"], ["f"], to=TensorProto.FLOAT), helper.make_node("Relu", ["f"], ["y"])]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 3, 6, 7))],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 5, 6, 7))],
+                                  initializer=[w])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    plain = model(TensorProto.FLOAT)
+    assert [p["op"].split(":")[0] for p in webcnn.compile(plain).manifest["passes"]] == ["Conv"]   # + Relu
+    feeds = {"x": np.random.default_rng(1).standard_normal((1, 3, 6, 7)).astype(np.float32)}
+    _run(browser, tmp_path, "cast", plain, feeds, reference(plain, feeds))
+    with pytest.raises(WebcnnError, match="Cast"):
+        webcnn.compile(model(TensorProto.INT32))

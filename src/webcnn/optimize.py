@@ -14,13 +14,14 @@ UNARY_ACTIVATIONS = {"Relu", "LeakyRelu", "Elu", "Clip", "Sigmoid", "Tanh", "Har
                      "Mish", "Gelu", "Erf"}
 LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "Sum", "ChannelAffine", "Resize",
-                     "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Relayout"}
+                     "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Relayout", "ChannelReduce"}
 
 
 def optimize(g: Graph) -> Graph:
     fold_constants(g)
     drop_noops(g)
     canonicalise(g)
+    fuse_gelu(g)
     fold_batchnorm(g)
     fuse_residual_add(g)
     fuse_activations(g)
@@ -105,7 +106,10 @@ def _infer_node_shapes(g: Graph, node: Node) -> None:
 
 def drop_noops(g: Graph) -> None:
     for node in list(g.nodes):
-        if node.op in ("Identity", "Dropout") or node.op == "Expand" and g.shape(node.inputs[0]) == g.shape(node.outputs[0]):
+        # Every computed tensor is float32 already: a Cast to float (tf2onnx leaves many) changes nothing.
+        to_float = node.op == "Cast" and node.attrs.get("to") == onnx.TensorProto.FLOAT
+        if node.op in ("Identity", "Dropout") or to_float or \
+                node.op == "Expand" and g.shape(node.inputs[0]) == g.shape(node.outputs[0]):
             if node.op == "Dropout":
                 _check_inference_dropout(g, node)
             src, dst = node.inputs[0], node.outputs[0]
@@ -140,10 +144,19 @@ def canonicalise(g: Graph) -> None:
     """Gemm / MatMul heads become 1x1 Conv, standalone BatchNormalization becomes a per-channel affine."""
     for node in list(g.nodes):
         i = g.nodes.index(node)
-        if node.op in ("ReduceMean", "ReduceMax"):
-            _spatial_reduce_as_global_pool(g, node)
-        elif node.op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool") and len(g.shape(node.inputs[0])) == 3:
+        if node.op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2"):
+            _reduce_as_pool(g, node)
+        elif node.op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") \
+                and len(g.shape(node.inputs[0])) == 3:
             g.nodes[i:i + 1] = _1d_as_2d(g, node)
+        elif node.op == "InstanceNormalization":
+            g.nodes[i:i + 1] = _instance_norm(g, node)
+        elif node.op in ("DepthToSpace", "SpaceToDepth"):
+            g.nodes[i] = _depth_space_relayout(g, node)
+        elif node.op == "Expand" and g.shape(node.inputs[0]) != g.shape(node.outputs[0]):
+            # torch's expand(): an index map that repeats the size-1 axes (the shape input is folded by now)
+            g.nodes[i] = Node("Relayout", node.name, node.inputs[:1], node.outputs[:1],
+                              {"steps": [("broadcast", tuple(g.shape(node.outputs[0])))]})
         elif node.op in ("Slice", "Split"):
             g.nodes[i:i + 1] = _slices_as_relayouts(g, node)
         elif node.op in ("Gemm", "MatMul"):
@@ -196,8 +209,68 @@ def _slices_as_relayouts(g: Graph, node: Node) -> list[Node]:
     return nodes
 
 
+def _instance_norm(g: Graph, node: Node) -> list[Node]:
+    """InstanceNormalization (style-transfer generators; GroupNorm exports as one between reshapes) from global
+    pools: m = mean(x), d = x - m, y = d / sqrt(mean(d * d) + eps) * scale + B, per channel over H and W."""
+    x, shape = node.inputs[0], g.shape(node.inputs[0])
+    scale, bias = g.const(node.inputs[1]), g.const(node.inputs[2])
+    if scale is None or bias is None:
+        raise UnsupportedError(node, "scale or B is computed", "constant scale and B")
+    if len(shape) not in (3, 4):
+        raise UnsupportedError(node, f"input of rank {len(shape)}", "[N, C, H, W] or [N, C, L] input")
+    make = type(g.tensors[x])
+    names = {}
+
+    def tensor(suffix, dims, value=None):
+        names[suffix] = name = f"{node.name}/{suffix}"
+        g.tensors[name] = make(name, tuple(dims), value)
+        return name
+
+    flat = shape if len(shape) == 4 else (shape[0], shape[1], 1, shape[2])   # [N, C, L] as [N, C, 1, L]
+    pooled = flat[:2] + (1, 1)
+    nodes = []
+    if len(shape) == 3:
+        nodes.append(Node("Relayout", node.name + "/to_2d", [x], [tensor("x", flat)], {"steps": [("reshape", flat)]}))
+        x = names["x"]
+    eps = tensor("eps", (), np.array(node.attrs.get("epsilon", 1e-5), np.float32))
+    y = node.outputs[0] if len(shape) == 4 else tensor("y", flat)
+    nodes += [Node("GlobalAveragePool", node.name + "/mean", [x], [tensor("m", pooled)]),
+              Node("Sub", node.name + "/sub", [x, names["m"]], [tensor("d", flat)]),
+              Node("Mul", node.name + "/square", [names["d"], names["d"]], [tensor("d2", flat)]),
+              Node("GlobalAveragePool", node.name + "/var", [names["d2"]], [tensor("v", pooled)]),
+              Node("Add", node.name + "/eps", [names["v"], eps], [tensor("ve", pooled)]),
+              Node("Sqrt", node.name + "/sqrt", [names["ve"]], [tensor("sd", pooled)]),
+              Node("Div", node.name + "/normalise", [names["d"], names["sd"]], [tensor("n", flat)]),
+              Node("ChannelAffine", node.name, [names["n"], tensor("scale", scale.shape, scale.astype(np.float32)),
+                                                tensor("shift", bias.shape, bias.astype(np.float32))], [y])]
+    if len(shape) == 3:
+        nodes.append(Node("Relayout", node.name + "/from_2d", [y], node.outputs[:1], {"steps": [("reshape", shape)]}))
+    return nodes
+
+
+def _depth_space_relayout(g: Graph, node: Node) -> Node:
+    """PixelShuffle (DepthToSpace, CRD or DCR) and PixelUnshuffle (SpaceToDepth): a reshape, transpose, reshape."""
+    shape = g.shape(node.inputs[0])
+    if len(shape) != 4:
+        raise UnsupportedError(node, f"input of rank {len(shape)}", "NCHW input")
+    (n, c, h, w), b = shape, node.attrs["blocksize"]
+    mode = node.attrs.get("mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if node.op == "SpaceToDepth":
+        steps = [("reshape", (n, c, h // b, b, w // b, b)), ("transpose", (0, 3, 5, 1, 2, 4))]
+    elif mode == "CRD":
+        steps = [("reshape", (n, c // (b * b), b, b, h, w)), ("transpose", (0, 1, 4, 2, 5, 3))]
+    elif mode == "DCR":
+        steps = [("reshape", (n, b, b, c // (b * b), h, w)), ("transpose", (0, 3, 4, 1, 5, 2))]
+    else:
+        raise UnsupportedError(node, f"mode='{mode}'", "DCR, CRD")
+    steps.append(("reshape", tuple(g.shape(node.outputs[0]))))
+    return Node("Relayout", node.name, node.inputs[:1], node.outputs[:1], {"steps": steps})
+
+
 def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
-    """A 1-D conv or pool over [N, C, L] runs as the 2-D one over [N, C, 1, L], between two relayouts."""
+    """A 1-D conv or pool (or global pool) over [N, C, L] runs as the 2-D one over [N, C, 1, L], between two
+    relayouts."""
     (n, c, length), out_shape = g.shape(node.inputs[0]), g.shape(node.outputs[0])
     make = type(g.tensors[node.inputs[0]])
     x2, y2 = node.name + "/2d_in", node.name + "/2d_out"
@@ -223,26 +296,33 @@ def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
             Node("Relayout", node.name + "/from_2d", [y2], node.outputs[:1], {"steps": [("reshape", out_shape)]})]
 
 
-def _spatial_reduce_as_global_pool(g: Graph, node: Node) -> None:
-    """mean/max over H and W (torch's x.mean((2, 3))) is a global pool, plus a reshape when keepdims=0."""
+def _reduce_as_pool(g: Graph, node: Node) -> None:
+    """mean/max over H and W (torch's x.mean((2, 3))) is a global pool; mean/max/min/sum/L2 over the channels (CBAM's
+    x.mean(1, keepdim=True), a hand-written LayerNorm2d, F.normalize) a ChannelReduce; plus a reshape when
+    keepdims=0."""
     shape = g.shape(node.inputs[0])
     axes = node.attrs.get("axes")
     if axes is None and len(node.inputs) > 1 and node.inputs[1]:
         axes = g.const(node.inputs[1])
         axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
     axes = sorted(a % len(shape) for a in axes) if axes is not None else None
-    if len(shape) != 4 or axes != [2, 3] or node.attrs.get("noop_with_empty_axes", 0):
+    spatial = axes == [2, 3] and node.op in ("ReduceMean", "ReduceMax")
+    if len(shape) != 4 or not (spatial or axes == [1]) or node.attrs.get("noop_with_empty_axes", 0):
         raise UnsupportedError(node, f"reducing axes {axes} of {list(shape)}",
-                               f"{node.op} over the H and W axes (2, 3) of an NCHW tensor")
-    op = "GlobalAveragePool" if node.op == "ReduceMean" else "GlobalMaxPool"
+                               f"{node.op} over the channel axis (1) of an NCHW tensor"
+                               + (", or over its H and W axes (2, 3)" if node.op in ("ReduceMean", "ReduceMax") else ""))
+    if spatial:
+        op, attrs, kept = ("GlobalAveragePool" if node.op == "ReduceMean" else "GlobalMaxPool"), {}, shape[:2] + (1, 1)
+    else:
+        op, attrs, kept = "ChannelReduce", {"reduce": node.op}, (shape[0], 1) + tuple(shape[2:])
     out = node.outputs[0]
     if node.attrs.get("keepdims", 1):
-        g.nodes[g.nodes.index(node)] = Node(op, node.name, node.inputs[:1], [out])
+        g.nodes[g.nodes.index(node)] = Node(op, node.name, node.inputs[:1], [out], attrs)
         return
     pooled = out + "/keepdims"
-    g.tensors[pooled] = type(g.tensors[out])(pooled, (shape[0], shape[1], 1, 1))
+    g.tensors[pooled] = type(g.tensors[out])(pooled, kept)
     i = g.nodes.index(node)
-    g.nodes[i:i + 1] = [Node(op, node.name, node.inputs[:1], [pooled]),
+    g.nodes[i:i + 1] = [Node(op, node.name, node.inputs[:1], [pooled], attrs),
                         Node("Reshape", node.name + "/squeeze", [pooled], [out])]
 
 
@@ -397,6 +477,43 @@ def fuse_residual_add(g: Graph) -> None:
             g.nodes.remove(prod)
             g.nodes[g.nodes.index(node)] = prod
             break
+
+
+def fuse_gelu(g: Graph) -> None:
+    """x * 0.5 * (1 + Erf(x / sqrt 2)), how torch.onnx exports nn.GELU() below opset 20, becomes one Gelu (fused
+    into its producer later): five passes over the tensor become none."""
+    def scalar(name, value, tol=1e-6):
+        c = g.const(name)
+        return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - value) <= tol * max(1.0, abs(value))
+
+    def only_reader(name, op):
+        cons = g.consumers(name)
+        return cons[0] if _single_use(g, name) and cons[0].op == op else None
+
+    def other(node, name):
+        return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+    for erf in [n for n in g.nodes if n.op == "Erf"]:
+        scale = g.producer(erf.inputs[0])
+        if scale is None or not _single_use(g, erf.inputs[0]) or not (
+                scale.op == "Div" and scalar(scale.inputs[1], 2 ** 0.5)
+                or scale.op == "Mul" and any(scalar(i, 2 ** -0.5) for i in scale.inputs)):
+            continue
+        x = scale.inputs[0] if scale.op == "Div" or scalar(scale.inputs[1], 2 ** -0.5) else scale.inputs[1]
+        add = only_reader(erf.outputs[0], "Add")
+        if add is None or not scalar(other(add, erf.outputs[0]), 1.0):
+            continue
+        # then two Muls, by x and by 0.5, in either order
+        m1 = only_reader(add.outputs[0], "Mul")
+        m2 = m1 and only_reader(m1.outputs[0], "Mul")
+        if m1 is None or m2 is None:
+            continue
+        first, second = other(m1, add.outputs[0]), other(m2, m1.outputs[0])
+        if not (first == x and scalar(second, 0.5) or scalar(first, 0.5) and second == x):
+            continue
+        for n in (scale, erf, add, m1):
+            g.nodes.remove(n)
+        g.nodes[g.nodes.index(m2)] = Node("Gelu", m2.name, [x], m2.outputs[:1], {"approximate": "none"})
 
 
 def fuse_activations(g: Graph) -> None:

@@ -71,12 +71,17 @@ def reference(proto: onnx.ModelProto, inputs: dict, extra_outputs=()) -> dict:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4   # errors come back as one WebcnnError line (below)
     if extra_outputs:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs)))
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, inputs)))
+    except Exception as e:  # onnxruntime's own limits (e.g. dilations with auto_pad SAME_*): not webcnn's verdict
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        raise WebcnnError(f"onnxruntime, verify's reference, cannot run this model: {first}. webcnn compiled it; "
+                          "compare its output (webcnn compile, then run) against another reference") from None
 
 
 def verify(model, input_shapes=None, *, per_layer=False, precision="fp32", seed=0, browser: Browser | None = None,

@@ -158,7 +158,9 @@ def register(*ops, attrs=None):
 
 def supported_ops() -> list[str]:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401
-    internal = {"ChannelAffine", "Relayout", "Identity"}
+    internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce"}
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
-              "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"]
+              "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
+              "Expand", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "InstanceNormalization",
+              "ReduceMean/ReduceMax over C or over H and W", "ReduceMin/ReduceSum/ReduceL2 over C", "Cast to float32"]
     return sorted(set(OPS) - internal) + folded

@@ -44,7 +44,7 @@ def activation_glsl(node, op: str, attrs: dict) -> str:
     values = {}
     for key, default in defaults.items():
         value = attrs.get(key, default)
-        values[key] = value if isinstance(value, str) else f(value)
+        values[key] = value if isinstance(value, (str, bytes)) else f(value)   # Gelu's approximate: bytes from ONNX
     if op == "Gelu":
         mode = values["approximate"]
         mode = mode.decode() if isinstance(mode, bytes) else mode

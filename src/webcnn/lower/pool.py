@@ -1,4 +1,4 @@
-"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool."""
+"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, and mean/max/min/sum over the channels."""
 from __future__ import annotations
 
 from ..errors import UnsupportedError
@@ -71,3 +71,27 @@ def lower_global_pool(lw, node):
             + ("      acc = max(acc, X(t, iy, ix));\n" if is_max else "      acc += X(t, iy, ix);\n")
             + "    }\n  }\n" + ("  v = acc;\n" if is_max else f"  v = acc / {float(x.height * x.width)};\n"))
     lw.emit(node, body, {"X": x}, out, 4.0 * x.height * x.width)
+
+
+@register("ChannelReduce", attrs=["reduce"])
+def lower_channel_reduce(lw, node):
+    """ReduceMean/Max/Min/Sum/L2 over the channel axis (optimize turns them into this): one channel out."""
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    kind = node.attrs["reduce"]
+    init = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}.get(kind, "0.0")
+    step = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}.get(kind, "acc + a")
+    body = f"  vec4 acc = vec4({init});\n  for (int s = 0; s < {x.slices}; ++s) {{\n    vec4 a = X(s, oy, ox);\n"
+    if x.channels % 4:   # the last slice's padding lanes must not count
+        lanes = ", ".join("true" if i < x.channels % 4 else "false" for i in range(4))
+        body += f"    if (s == {x.slices - 1}) a = mix(vec4({init}), a, bvec4({lanes}));\n"
+    body += f"    acc = {step};\n  }}\n"
+    if kind in ("ReduceMax", "ReduceMin"):
+        fn = "max" if kind == "ReduceMax" else "min"
+        body += f"  v = vec4({fn}({fn}(acc.x, acc.y), {fn}(acc.z, acc.w)));\n"
+    elif kind == "ReduceL2":   # F.normalize's norm
+        body += "  v = vec4(sqrt(dot(acc, vec4(1.0))));\n"
+    else:
+        scale = f" / {float(x.channels)}" if kind == "ReduceMean" else ""
+        body += f"  v = vec4(dot(acc, vec4(1.0)){scale});\n"
+    lw.emit(node, body, {"X": x}, out, 4.0 * x.slices)

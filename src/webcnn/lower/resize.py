@@ -1,11 +1,14 @@
 """Resize (opset 11+) and Upsample: nearest and (bi)linear over H and W."""
 from __future__ import annotations
 
+import fractions
+import math
+
 import numpy as np
 
 from ..errors import UnsupportedError
 from . import register
-from .core import float_literal
+from .core import float_literal, inv_size, texel, weight_from_texels
 
 RESIZE_ATTRS = ["mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
                 "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"]
@@ -48,7 +51,7 @@ def _axis_constants(transform, n_in, n_out, scale, roi):
         else:
             consts["offset"] = float_literal(start * (n_in - 1))
             consts["ratio"] = float_literal((end - start) * (n_in - 1) / (length - 1))
-    elif transform == "pytorch_half_pixel" and length == 1:
+    elif transform == "pytorch_half_pixel" and n_out == 1:
         return "-0.5", consts
     return TRANSFORMS[transform], consts
 
@@ -71,6 +74,7 @@ def lower_resize(lw, node):
     mode = _text(node.attrs.get("mode", "nearest"))
     in_hw = [float(d) for d in x_shape]
     roi = [(0.0, 1.0)] * 4
+    from_sizes = False
     if node.op == "Upsample":
         transform, nearest_mode = "asymmetric", "floor"
         scales = g.const(node.inputs[1]) if len(node.inputs) > 1 else np.array(node.attrs.get("scales"))
@@ -92,6 +96,7 @@ def lower_resize(lw, node):
         else:
             scales = [o / i for o, i in zip(out_shape, x_shape)]
             policy = _text(node.attrs.get("keep_aspect_ratio_policy", "stretch"))
+            from_sizes = policy == "stretch"
             if policy != "stretch":
                 # One scale for every resized axis: the largest that fits (not_larger) or the smallest that covers.
                 resized = [a % 4 for a in axes] if axes is not None else list(range(4))
@@ -112,6 +117,15 @@ def lower_resize(lw, node):
     out = lw.output_view(node.outputs[0])
     if (mode != "nearest" and transform in ("half_pixel", "pytorch_half_pixel", "asymmetric")
             and _phased_linear(lw, node, x, out, transform, scales, in_hw, out_shape)):
+        return
+    table = _nearest_table(transform, nearest_mode, x, out_shape, scales, from_sizes) if mode == "nearest" else None
+    if table is not None:
+        # The source row (lane 0) and column (lane 1) of every output row and column, as onnxruntime picks them.
+        w = lw.add_weight(weight_from_texels(node.name + "/nearest", table, lw.max_size))
+        inv = inv_size(w)
+        body = (f"  int iy = int({texel('u_nn', inv, 'oy', '0')}.x);\n"
+                f"  int ix = int({texel('u_nn', inv, 'ox', '0')}.y);\n  v = X(t, iy, ix);\n")
+        lw.emit(node, body, {"X": x}, out, 1.0, samplers=[("u_nn", w)])
         return
     body = ""
     for axis, c, o in ((2, "cy", "oy"), (3, "cx", "ox")):
@@ -137,6 +151,55 @@ def lower_resize(lw, node):
         body += (f"  if (cy < 0.0 || cy > {float(x.height - 1)} || cx < 0.0 || cx > {float(x.width - 1)}) "
                  f"v = vec4({fill});\n")
     lw.emit(node, body, {"X": x}, out, flops)
+
+
+def _nearest_table(transform, nearest_mode, x, out_shape, scales, from_sizes):
+    """Nearest resizing picks a pixel by rounding a coordinate: where an exact coordinate lies on (or within float
+    error of) a rounding boundary, as x1.7 puts output column 17 at 17 / 1.7 = 10, the GPU's inexact division may land
+    on the other side. Then return the source indices, computed in float32 in onnxruntime's order of operations
+    (which PyTorch's match), as texels [1, max(H, W), 4]: lane 0 rows, lane 1 columns. None where the shader's
+    arithmetic is exact (factors that are powers of two) or no coordinate is near a boundary."""
+    if transform not in ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners"):
+        return None
+    f32, half = np.float32, np.float32(0.5)
+    tables, fragile = [], False
+    for axis, n_in in ((2, x.height), (3, x.width)):
+        n_out, s = out_shape[axis], f32(scales[axis])
+        o = np.arange(n_out, dtype=np.float32)
+        if transform == "align_corners":
+            ratio = fractions.Fraction(n_in - 1, max(n_out - 1, 1))
+            c32 = o * f32(n_in - 1) / f32(max(n_out - 1, 1))
+            c64 = o.astype(np.float64) * float(ratio)
+            exact = ratio.denominator & (ratio.denominator - 1) == 0   # o * ratio is exact in float32
+        else:
+            shift = 0.0 if transform == "asymmetric" else 0.5
+            sub = 0.5 if transform in ("half_pixel", "pytorch_half_pixel") else 0.0
+            c32 = (o + f32(shift)) / s - f32(sub)
+            c64 = (o.astype(np.float64) + shift) / float(s) - sub
+            if from_sizes and transform == "asymmetric":   # onnxruntime is exact there: o * n_in / n_out
+                c32 = o.astype(np.float64) * n_in / n_out
+            if transform == "pytorch_half_pixel" and n_out == 1:
+                c32, c64 = np.zeros(1, np.float32), np.zeros(1)
+            exact = float(s) > 0 and math.log2(float(s)).is_integer()   # dividing by 2^k is exact
+        # the boundaries are integers for floor and ceil, half-integers for the two roundings
+        offset = 0.5 if nearest_mode.startswith("round") else 0.0
+        gap = np.abs((c64 - offset) - np.round(c64 - offset))
+        fragile = fragile or (not exact and bool(np.any(gap <= 1e-4 * np.maximum(1.0, np.abs(c64)))))
+        low = np.floor(c32)
+        frac = c32 - low   # exact, unlike c32 +- 0.5 in float32
+        if nearest_mode == "round_prefer_floor":
+            index = low + (frac > half)
+        elif nearest_mode == "round_prefer_ceil":
+            index = low + (frac >= half)
+        else:
+            index = low if nearest_mode == "floor" else np.ceil(c32)
+        tables.append(np.clip(index, 0, n_in - 1))
+    if not fragile:
+        return None
+    texels = np.zeros((1, max(len(t) for t in tables), 4), np.float32)
+    texels[0, :len(tables[0]), 0] = tables[0]
+    texels[0, :len(tables[1]), 1] = tables[1]
+    return texels
 
 
 def _phased_linear(lw, node, x, out, transform, scales, in_hw, out_shape) -> bool:
