@@ -9,8 +9,6 @@ const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot 
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
 const MAX_FRAME_SHARE = 0.8;   // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
-const CEILING_MARGIN = 0.95;   // after a missed frame the budget grows back only to this share of the level that missed
-const CEILING_CREEP = 0.005;   // ms per on-time frame: how fast that ceiling rises again (0.3 ms a second at 60 Hz)
 const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice (nor fence polls)
 const MAX_QUEUED = 2;          // unsignalled slices worth more than this many budgets: wait (the estimates are off)
 const MIN_SLICE_MS = 0.5;      // less room than this is not worth a slice
@@ -50,7 +48,6 @@ export class Scheduler {
     this.budgetMs = budgetMs;
     this.adaptive = adaptive;
     this.period = 1000 / 60;
-    this.ceiling = Infinity;             // the adaptive budget's limit below the frame share, learned from missed frames
     this.lastFrame = null;
     this.frame = { start: -Infinity, woke: -Infinity, used: true };   // the animation frame we last woke in
     this.gpuFree = 0;                    // when the GPU should be done with everything submitted (estimated)
@@ -99,22 +96,18 @@ export class Scheduler {
 
   // Budget adaptation (budget mode, adaptive): the display's frame timing is the signal. A late frame means the
   // GPU had too much to do: cut the budget. A frame on time means there was room: grow it, up to a share of the
-  // frame period and up to a ceiling just under the last level that missed a frame. Without that memory the budget
-  // climbs straight back into the level that missed, and misses again every dozen frames.
+  // frame period.
   adapt(ts) {
     const dt = this.lastFrame === null ? 0 : ts - this.lastFrame;
     this.lastFrame = ts;
     if (!this.adaptive || dt <= 0 || dt > 1000) return;
     if (dt > LATE_FRAME * this.period) {
       // A gentle cut: a late frame also comes from CPU contention (software GPUs), and 0.7 left 40% of frames idle.
-      this.ceiling = Math.max(1, CEILING_MARGIN * this.budgetMs);
       this.budgetMs = Math.max(1, this.budgetMs * 0.85);
       this.counters.lateFrames++;
     } else {
       this.period = 0.95 * this.period + 0.05 * dt;
-      const limit = MAX_FRAME_SHARE * this.period;
-      this.ceiling = Math.min(limit, this.ceiling + CEILING_CREEP);
-      this.budgetMs = Math.min(limit, this.ceiling, this.budgetMs + 0.25);
+      this.budgetMs = Math.min(MAX_FRAME_SHARE * this.period, this.budgetMs + 0.25);
     }
   }
 
