@@ -530,7 +530,7 @@ def side_rng(rng):
 
 
 def weave_shirt(rng, h, w):
-    """A dark, desaturated shirt of fine weave, as office shirts look on camera: a thread texture near the pixel
+    """A grey or blue-grey shirt of fine weave, as office shirts look on camera: a thread texture near the pixel
     scale, strong fold shading with bright ridges and many thin dark creases, the look a classifier can mistake
     for strokes on a dim board."""
     yy, xx = pixel_grid(h, w)

@@ -23,6 +23,15 @@ Examples:
   # 9-11) as 7) from out/wb_run8/ckpt.pt with --lr=3e-4 --min_lr=3e-6 --crop_phase=0.0 --run_seed=7, 8, 9
   #    (all with --max_minutes=8.2 --batch_size=32 --num_workers=15 --reuse=8 --decoder_blocks="(2, 2)" --class_weights="(1.0, 1.2, 1.5)")
   PYTHONPATH=src python -m whiteboard.train --soup_from=out/wb_run9/ckpt.pt,out/wb_run10/ckpt.pt,out/wb_run11/ckpt.pt --out_dir=out/wb_soup
+  # Runs 12-17 (issue 4): the generator dresses 30% of presenters in a fine-weave shirt (synth.weave_shirt: grey, thin
+  # dark creases, thread texture; drawn from a side generator, so all labels and every other pixel of a frame,
+  # test frames included, are as before), the cue behind the real presenter's shirt being labelled ink.
+  # 12) and 13) from the soup of 9-11, --run_seed=12 and 13 (8.0 min each):
+  PYTHONPATH=src python -m whiteboard.train --device=cuda --max_minutes=8.0 --batch_size=32 --num_workers=15 --reuse=8 --init_from=out/wb_soup/ckpt.pt --decoder_blocks="(2, 2)" --full_res_width=10 --head_width=24 --refine=True --lr=3e-4 --min_lr=3e-6 --warmup_steps=50 --crop_phase=0.0 --class_weights="(1.0, 1.2, 1.5)" --eval_interval=500 --ema_decay=0.999 --run_seed=12 --out_dir=$OUT
+  # 14) as 12) from out/wb_run12/ckpt.pt with --lr=1.5e-4 --min_lr=1.5e-6 --run_seed=14
+  # 15-17) as 12) from out/wb_run14/ckpt.pt with --lr=1e-4 --min_lr=1e-6 --shirt_weave_p=0.6 --run_seed=15, 16, 17
+  #    (--shirt_weave_p: training frames only; validation and test frames keep synth.SHIRT_WEAVE_P = 0.3)
+  PYTHONPATH=src python -m whiteboard.train --soup_from=out/wb_run15/ckpt.pt,out/wb_run16/ckpt.pt,out/wb_run17/ckpt.pt --out_dir=out/wb_soup151617
   # export a checkpoint to ONNX + JSON (config only; evaluate adds the metrics)
   PYTHONPATH=src python -m whiteboard.train --export_from=/tmp/wb_cpu/ckpt.pt --export_dir=src/whiteboard/assets
 
@@ -72,6 +81,7 @@ dilations = (1, 2, 4, 8, 16)      # model: dilations of the 1/8 residual blocks
 decoder_blocks = (2, 2)           # model: residual blocks after the merge at 1/4 and 1/2
 head_width = 0                    # model: channels of the full-resolution decoder block (0: 2 x full_res_width)
 refine = False                    # model: residual full-resolution 3x3 block over logits and full-res features
+shirt_weave_p = -1.0              # training frames only: share of presenters in fine-weave shirts (< 0: synth.SHIRT_WEAVE_P)
 init_from = ""                    # start from these weights: a checkpoint (.pt) or a shipped model (.onnx, BatchNorm folded)
 export_from = ""                  # if set: export this checkpoint and exit
 soup_from = ""                    # if set: comma-separated checkpoints of one config; their averaged weights -> out_dir/ckpt.pt
@@ -104,12 +114,14 @@ def apply_overrides(argv):
 class SyntheticFrames(torch.utils.data.IterableDataset):
     """An endless stream of generated frames; worker k takes seeds start+k, start+k+n, ..."""
 
-    def __init__(self, start_seed, h, w):
-        self.start_seed, self.h, self.w = start_seed, h, w
+    def __init__(self, start_seed, h, w, weave_p=-1.0):
+        self.start_seed, self.h, self.w, self.weave_p = start_seed, h, w, weave_p
 
     def __iter__(self):
         import cv2
         cv2.setNumThreads(1)  # the workers already use every core
+        if self.weave_p >= 0:  # the workers import synth afresh (spawn): set it here
+            synth.SHIRT_WEAVE_P = self.weave_p
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         seed = self.start_seed + worker
@@ -376,7 +388,7 @@ def main(argv=None):
     if init_from:
         print(f"initialised from {init_from}: val {validate(net, val_images, val_labels, dev)}")
 
-    dataset = SyntheticFrames(synth.TRAIN_SEED_START + run_seed * 100_000_000, frame_h, frame_w)
+    dataset = SyntheticFrames(synth.TRAIN_SEED_START + run_seed * 100_000_000, frame_h, frame_w, shirt_weave_p)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0,
                                          prefetch_factor=4 if num_workers > 0 else None,
