@@ -117,6 +117,11 @@ def _small_networks():
             (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-6),
             F.normalize(x, dim=1), x.amin(1)[:, None] + x.sum(1, keepdim=True)], 1), s=nn.Conv2d(2, 1, 7, 1, 3)),
             (1, 7, 9, 11)),
+        # a segmentation net's class map: argmax / argmin over 7 channels (not a multiple of 4), after a ReLU so
+        # that many channels tie at 0 (ONNX: the first index wins), cast back to float
+        "class_map": (Lambda(lambda m, x: torch.cat([torch.relu(m["c"](x)).argmax(1, keepdim=True).float(),
+                                                     torch.relu(m["c"](x)).argmin(1, keepdim=True).float()], 1),
+                             c=nn.Conv2d(3, 7, 3, 1, 1)), (1, 3, 13, 17)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -126,7 +131,7 @@ def _small_networks():
 
 @pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf",
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
-                                  "expand_concat", "channel_reductions", "instance_and_group_norm"])
+                                  "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 
@@ -153,3 +158,22 @@ def test_exported_gelu_fuses_into_its_conv(tmp_path):
     assert isinstance(module[1], nn.GELU)
     ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
     assert ops == ["Conv", "Conv"], ops   # conv + GELU, conv
+
+
+def test_argmax_select_last_index_matches_onnxruntime(browser, tmp_path):
+    """ArgMax with select_last_index=1 over channels that tie (duplicated filters): the last index wins."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((3, 3, 3, 3)).astype(np.float32)
+    w = np.concatenate([w, w[:2]])   # channels 3 and 4 copy 0 and 1: exact ties
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("ArgMax", ["y"], ["i"], axis=1, keepdims=0, select_last_index=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 10])],
+                              [helper.make_tensor_value_info("i", TensorProto.INT64, [1, 9, 10])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    path = tmp_path / "argmax_last.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = verify(str(path), browser=browser)
+    assert report.ok and report.outputs[0].max_abs == 0.0, [(c.name, c.max_abs) for c in report.outputs]

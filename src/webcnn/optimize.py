@@ -144,7 +144,7 @@ def canonicalise(g: Graph) -> None:
     """Gemm / MatMul heads become 1x1 Conv, standalone BatchNormalization becomes a per-channel affine."""
     for node in list(g.nodes):
         i = g.nodes.index(node)
-        if node.op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2"):
+        if node.op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2", "ArgMax", "ArgMin"):
             _reduce_as_pool(g, node)
         elif node.op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") \
                 and len(g.shape(node.inputs[0])) == 3:
@@ -301,6 +301,13 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
     x.mean(1, keepdim=True), a hand-written LayerNorm2d, F.normalize) a ChannelReduce; plus a reshape when
     keepdims=0."""
     shape = g.shape(node.inputs[0])
+    if node.op in ("ArgMax", "ArgMin"):   # a segmentation net's class map: one axis, default 0
+        axis = node.attrs.get("axis", 0) % max(len(shape), 1)
+        if len(shape) != 4 or axis != 1:
+            raise UnsupportedError(node, f"{node.op} over axis {axis} of {list(shape)}",
+                                   f"{node.op} over the channel axis (1) of an NCHW tensor")
+        node.attrs = {"axes": [1], "keepdims": node.attrs.get("keepdims", 1),
+                      "last": node.attrs.get("select_last_index", 0)}
     axes = node.attrs.get("axes")
     if axes is None and len(node.inputs) > 1 and node.inputs[1]:
         axes = g.const(node.inputs[1])
@@ -315,6 +322,8 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         op, attrs, kept = ("GlobalAveragePool" if node.op == "ReduceMean" else "GlobalMaxPool"), {}, shape[:2] + (1, 1)
     else:
         op, attrs, kept = "ChannelReduce", {"reduce": node.op}, (shape[0], 1) + tuple(shape[2:])
+        if node.op in ("ArgMax", "ArgMin"):
+            attrs["last"] = node.attrs["last"]
     out = node.outputs[0]
     if node.attrs.get("keepdims", 1):
         g.nodes[g.nodes.index(node)] = Node(op, node.name, node.inputs[:1], [out], attrs)

@@ -162,5 +162,6 @@ def supported_ops() -> list[str]:
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
               "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
               "Expand", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "InstanceNormalization",
-              "ReduceMean/ReduceMax over C or over H and W", "ReduceMin/ReduceSum/ReduceL2 over C", "Cast to float32"]
+              "ReduceMean/ReduceMax over C or over H and W", "ReduceMin/ReduceSum/ReduceL2 over C",
+              "ArgMax/ArgMin over C (the indices as float32)", "Cast to float32"]
     return sorted(set(OPS) - internal) + folded

@@ -73,12 +73,15 @@ def lower_global_pool(lw, node):
     lw.emit(node, body, {"X": x}, out, 4.0 * x.height * x.width)
 
 
-@register("ChannelReduce", attrs=["reduce"])
+@register("ChannelReduce", attrs=["reduce", "last"])
 def lower_channel_reduce(lw, node):
-    """ReduceMean/Max/Min/Sum/L2 over the channel axis (optimize turns them into this): one channel out."""
+    """ReduceMean/Max/Min/Sum/L2 and ArgMax/ArgMin over the channel axis (optimize turns them into this): one
+    channel out."""
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
     kind = node.attrs["reduce"]
+    if kind in ("ArgMax", "ArgMin"):
+        return _channel_arg(lw, node, x, out, kind == "ArgMax", node.attrs.get("last", 0))
     init = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}.get(kind, "0.0")
     step = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}.get(kind, "acc + a")
     body = f"  vec4 acc = vec4({init});\n  for (int s = 0; s < {x.slices}; ++s) {{\n    vec4 a = X(s, oy, ox);\n"
@@ -94,4 +97,18 @@ def lower_channel_reduce(lw, node):
     else:
         scale = f" / {float(x.channels)}" if kind == "ReduceMean" else ""
         body += f"  v = vec4(dot(acc, vec4(1.0)){scale});\n"
+    lw.emit(node, body, {"X": x}, out, 4.0 * x.slices)
+
+
+def _channel_arg(lw, node, x, out, is_max, last):
+    """The index of the largest (smallest) channel, as a float (exact below 2^24 channels); ties go to the first
+    index, or with select_last_index to the last, as ONNX says."""
+    better = ("a > best" if is_max else "a < best") if not last else ("a >= best" if is_max else "a <= best")
+    body = f"  float best = {'-3.4e38' if is_max else '3.4e38'}; float index = 0.0;\n"
+    body += f"  for (int s = 0; s < {x.slices}; ++s) {{\n    vec4 v4 = X(s, oy, ox);\n"
+    for lane in range(4):
+        guard = f"s * 4 + {lane} < {x.channels} && " if x.channels % 4 and lane >= x.channels % 4 else ""
+        body += (f"    {{ float a = v4[{lane}]; if ({guard}{better}) "
+                 f"{{ best = a; index = float(s * 4 + {lane}); }} }}\n")
+    body += "  }\n  v = vec4(index);\n"
     lw.emit(node, body, {"X": x}, out, 4.0 * x.slices)
