@@ -122,6 +122,19 @@ def _small_networks():
         "class_map": (Lambda(lambda m, x: torch.cat([torch.relu(m["c"](x)).argmax(1, keepdim=True).float(),
                                                      torch.relu(m["c"](x)).argmin(1, keepdim=True).float()], 1),
                              c=nn.Conv2d(3, 7, 3, 1, 1)), (1, 3, 13, 17)),
+        # ConvNeXt: LayerNormalization over the channels of an NHWC permute, Linear layers over it, layer scale;
+        # and LayerNorm over [C, H, W] and over [H, W] (no affine) of NCHW maps
+        "convnext_block": (Lambda(lambda m, x: torch.cat([
+            m["ln_chw"](y := x + (m["scale"].weight[:, 0, 0, 0] * m["fc2"](F.gelu(m["fc1"](m["ln"](
+                m["dw"](x).permute(0, 2, 3, 1)))))).permute(0, 3, 1, 2)), m["ln_hw"](y)], 1),
+            dw=nn.Conv2d(12, 12, 7, 1, 3, groups=12), ln=nn.LayerNorm(12, eps=1e-6), fc1=nn.Linear(12, 48),
+            fc2=nn.Linear(48, 12), scale=nn.Conv2d(12, 12, 1), ln_chw=nn.LayerNorm([12, 6, 7]),
+            ln_hw=nn.LayerNorm([6, 7], elementwise_affine=False)), (1, 12, 6, 7)),
+        # LayerNorm over the last axis of tokens [1, T, C], then of a flattened [1, N] vector
+        "layernorm_tokens": (Lambda(lambda m, x: m["ln3"](m["ln2"](m["head"](m["ln"](
+            m["c"](x).flatten(2).transpose(1, 2)))).flatten(1)),
+            c=nn.Conv2d(3, 10, 3, 2, 1), ln=nn.LayerNorm(10), head=nn.Linear(10, 5), ln2=nn.LayerNorm(5),
+            ln3=nn.LayerNorm(100)), (1, 3, 8, 10)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -131,7 +144,8 @@ def _small_networks():
 
 @pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf",
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
-                                  "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map"])
+                                  "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
+                                  "convnext_block", "layernorm_tokens"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

@@ -151,6 +151,8 @@ def canonicalise(g: Graph) -> None:
             g.nodes[i:i + 1] = _1d_as_2d(g, node)
         elif node.op == "InstanceNormalization":
             g.nodes[i:i + 1] = _instance_norm(g, node)
+        elif node.op == "LayerNormalization":
+            g.nodes[i:i + 1] = _layer_norm(g, node)
         elif node.op in ("DepthToSpace", "SpaceToDepth"):
             g.nodes[i] = _depth_space_relayout(g, node)
         elif node.op == "Expand" and g.shape(node.inputs[0]) != g.shape(node.outputs[0]):
@@ -245,6 +247,33 @@ def _instance_norm(g: Graph, node: Node) -> list[Node]:
                                                 tensor("shift", bias.shape, bias.astype(np.float32))], [y])]
     if len(shape) == 3:
         nodes.append(Node("Relayout", node.name + "/from_2d", [y], node.outputs[:1], {"steps": [("reshape", shape)]}))
+    return nodes
+
+
+def _layer_norm(g: Graph, node: Node) -> list[Node]:
+    """LayerNormalization (ConvNeXt's over the channels of an NHWC permute, or over [C, H, W]): a Normalize pass
+    over the axes from `axis` on, then Scale and B as broadcasting Mul and Add (fused into it as epilogues)."""
+    x, shape = node.inputs[0], g.shape(node.inputs[0])
+    if len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise UnsupportedError(node, "the Mean or InvStdDev output is used", "LayerNormalization's Y output only")
+    consts = [g.const(n) if n else None for n in node.inputs[1:3]]
+    if consts[0] is None or (len(node.inputs) > 2 and node.inputs[2] and consts[1] is None):
+        raise UnsupportedError(node, "Scale or B is computed", "constant Scale and B")
+    axis = node.attrs.get("axis", -1) % len(shape)
+    make = type(g.tensors[x])
+    normed = node.name + "/normalised"
+    g.tensors[normed] = make(normed, tuple(shape))
+    nodes = [Node("Normalize", node.name, [x], [normed], {"axis": axis, "epsilon": node.attrs.get("epsilon", 1e-5)})]
+    steps = [("Mul", consts[0])] + ([("Add", consts[1])] if consts[1] is not None else [])
+    current = normed
+    for k, (op, value) in enumerate(steps):
+        cname = f"{node.name}/{op.lower()}_const"
+        g.tensors[cname] = make(cname, value.shape, value.astype(np.float32))
+        out = node.outputs[0] if k == len(steps) - 1 else f"{node.name}/{op.lower()}"
+        if out != node.outputs[0]:
+            g.tensors[out] = make(out, tuple(shape))
+        nodes.append(Node(op, f"{node.name}/{op.lower()}", [current, cname], [out]))
+        current = out
     return nodes
 
 

@@ -262,6 +262,50 @@ def lower_softmax(lw, node):
     lw.emit(node, body, {"X": x}, out, flops)
 
 
+@register("Normalize", attrs=["axis", "epsilon"])
+def lower_normalize(lw, node):
+    """(x - mean) / sqrt(var + eps) over the axes from `axis` on (LayerNormalization without its affine, which
+    optimize leaves to a Mul and an Add): per lane along the texture's width, height or both, or over everything
+    when the normalised axes cover the channels. Two passes over the values: var is the mean of squared
+    deviations, not E[x^2] - mean^2, which cancels badly in float32."""
+    g = lw.g
+    shape = g.shape(node.inputs[0])
+    axis = node.attrs["axis"]
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    groups = chw_groups(shape)
+    big = {a for a in range(axis, len(shape)) if shape[a] > 1}
+    over_channels = bool(big & set(groups[0])) and all(shape[a] == 1 for a in groups[0] if a < axis)
+    eps = float_literal(node.attrs["epsilon"])
+    if over_channels:
+        n = x.channels * x.height * x.width
+        s_last = x.slices - 1
+        lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
+        loop = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
+                f" for (int x = 0; x < {x.width}; ++x) {{\n    vec4 a = X(s, y, x);"
+                f" vec4 live = s == {s_last} ? {lanes} : vec4(1.0);\n")
+        body = ("  float sum = 0.0;\n" + loop + "    sum += dot(a * live, vec4(1.0));\n  }\n"
+                f"  float mean = sum / {float(n)};\n  float sq = 0.0;\n" + loop +
+                "    vec4 d = (a - mean) * live; sq += dot(d, d);\n  }\n"
+                f"  v = (X(t, oy, ox) - mean) / sqrt(sq / {float(n)} + {eps});\n")
+        flops = 8.0 * x.slices * x.height * x.width
+    else:
+        along_y, along_x = bool(big & set(groups[1])), bool(big & set(groups[2]))
+        if not big <= set(groups[1]) | set(groups[2]):
+            raise UnsupportedError(node, f"normalising axes {sorted(big)} of {list(shape)}",
+                                   "LayerNormalization over the last axis, the last two, or from the channels on")
+        ys = f"0; y < {x.height}" if along_y else "oy; y <= oy"
+        xs = f"0; x < {x.width}" if along_x else "ox; x <= ox"
+        n = (x.height if along_y else 1) * (x.width if along_x else 1)
+        loop = f"  for (int y = {ys}; ++y) for (int x = {xs}; ++x) {{\n    vec4 a = X(t, y, x);\n"
+        body = ("  vec4 sum = vec4(0.0);\n" + loop + "    sum += a;\n  }\n"
+                f"  vec4 mean = sum / {float(n)};\n  vec4 sq = vec4(0.0);\n" + loop +
+                "    vec4 d = a - mean; sq += d * d;\n  }\n"
+                f"  v = (X(t, oy, ox) - mean) / sqrt(sq / {float(n)} + {eps});\n")
+        flops = 8.0 * n
+    lw.emit(node, body, {"X": x}, out, flops)
+
+
 @register("LRN", attrs=["alpha", "beta", "bias", "size"])
 def lower_lrn(lw, node):
     x = lw.view(node, node.inputs[0])
