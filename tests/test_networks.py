@@ -135,6 +135,16 @@ def _small_networks():
             m["c"](x).flatten(2).transpose(1, 2)))).flatten(1)),
             c=nn.Conv2d(3, 10, 3, 2, 1), ln=nn.LayerNorm(10), head=nn.Linear(10, 5), ln2=nn.LayerNorm(5),
             ln3=nn.LayerNorm(100)), (1, 3, 8, 10)),
+        # reductions along the texture's rows or columns: a CRNN pools the height away (mean, max) before its
+        # per-column head, a sum over W; token [1, T, C] mean / min / L2 norm over T, and a sum over T and C
+        "height_width_reductions": (Lambda(lambda m, x: torch.cat([
+            m["fc"]((f := torch.relu(m["c"](x))).mean(2).transpose(1, 2)), f.amax(2).transpose(1, 2)[:, :, :6],
+            f.sum(3, keepdim=True).flatten(1)[:, None, :6]], 1), c=nn.Conv2d(3, 10, 3, 1, 1), fc=nn.Linear(10, 6)),
+            (1, 3, 8, 21)),
+        "token_reductions": (Lambda(lambda m, x: torch.cat([
+            m["fc"]((t := m["c"](x).flatten(2).transpose(1, 2)).mean(1)), t.amin(1)[:, :4], t.norm(dim=1)[:, :4],
+            (t * t).sum((1, 2))[None].expand(1, 4)], 1), c=nn.Conv2d(3, 8, 3, 2, 1), fc=nn.Linear(8, 4)),
+            (1, 3, 9, 11)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -145,7 +155,8 @@ def _small_networks():
 @pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf",
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
-                                  "convnext_block", "layernorm_tokens"])
+                                  "convnext_block", "layernorm_tokens", "height_width_reductions",
+                                  "token_reductions"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

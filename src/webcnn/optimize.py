@@ -7,7 +7,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from .errors import UnsupportedError, WebcnnError
-from .ir import Graph, Node
+from .ir import Graph, Node, chw_groups
 
 UNARY_ACTIVATIONS = {"Relu", "LeakyRelu", "Elu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus",
                      "Selu", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Softsign", "Celu",
@@ -327,8 +327,8 @@ def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
 
 def _reduce_as_pool(g: Graph, node: Node) -> None:
     """mean/max over H and W (torch's x.mean((2, 3))) is a global pool; mean/max/min/sum/L2 over the channels (CBAM's
-    x.mean(1, keepdim=True), a hand-written LayerNorm2d, F.normalize) a ChannelReduce; plus a reshape when
-    keepdims=0."""
+    x.mean(1, keepdim=True), a hand-written LayerNorm2d, F.normalize) a ChannelReduce; over H, W or both otherwise
+    a SpatialReduce; plus a reshape when keepdims=0."""
     shape = g.shape(node.inputs[0])
     if node.op in ("ArgMax", "ArgMin"):   # a segmentation net's class map: one axis, default 0
         axis = node.attrs.get("axis", 0) % max(len(shape), 1)
@@ -342,13 +342,23 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         axes = g.const(node.inputs[1])
         axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
     axes = sorted(a % len(shape) for a in axes) if axes is not None else None
-    spatial = axes == [2, 3] and node.op in ("ReduceMean", "ReduceMax")
-    if len(shape) != 4 or not (spatial or axes == [1]) or node.attrs.get("noop_with_empty_axes", 0):
+    spatial = len(shape) == 4 and axes == [2, 3] and node.op in ("ReduceMean", "ReduceMax")
+    # H only, W only (a CRNN's x.mean(2), a mean over tokens [1, T, C]), or H and W for the other reductions: the
+    # texture's rows and columns, each lane on its own
+    groups = chw_groups(shape) if len(shape) >= 3 else ([], [], [])
+    along = (axes and node.op not in ("ArgMax", "ArgMin") and not spatial
+             and set(axes) <= set(groups[1]) | set(groups[2]) and len(shape) in (3, 4))
+    if not (spatial or along or (len(shape) == 4 and axes == [1])) or node.attrs.get("noop_with_empty_axes", 0):
         raise UnsupportedError(node, f"reducing axes {axes} of {list(shape)}",
                                f"{node.op} over the channel axis (1) of an NCHW tensor"
-                               + (", or over its H and W axes (2, 3)" if node.op in ("ReduceMean", "ReduceMax") else ""))
+                               + ("" if node.op in ("ArgMax", "ArgMin") else
+                                  ", or over its H axis, its W axis or both (the last two axes of a rank-3 or -4 tensor)"))
     if spatial:
         op, attrs, kept = ("GlobalAveragePool" if node.op == "ReduceMean" else "GlobalMaxPool"), {}, shape[:2] + (1, 1)
+    elif along:
+        op = "SpatialReduce"
+        attrs = {"reduce": node.op, "rows": bool(set(axes) & set(groups[1])), "cols": bool(set(axes) & set(groups[2]))}
+        kept = tuple(1 if a in axes else d for a, d in enumerate(shape))
     else:
         op, attrs, kept = "ChannelReduce", {"reduce": node.op}, (shape[0], 1) + tuple(shape[2:])
         if node.op in ("ArgMax", "ArgMin"):

@@ -158,11 +158,11 @@ def register(*ops, attrs=None):
 
 def supported_ops() -> list[str]:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401
-    internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce", "Normalize"}
+    internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce", "Normalize", "SpatialReduce"}
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
               "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
               "Expand", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "InstanceNormalization",
-              "ReduceMean/ReduceMax over C or over H and W", "ReduceMin/ReduceSum/ReduceL2 over C",
+              "ReduceMean/ReduceMax/ReduceMin/ReduceSum/ReduceL2 over C, over H, over W, or over H and W",
               "ArgMax/ArgMin over C (the indices as float32)", "Cast to float32",
               "LayerNormalization (over the last axis, the last two, or from the channels on)"]
     return sorted(set(OPS) - internal) + folded

@@ -100,6 +100,24 @@ def lower_channel_reduce(lw, node):
     lw.emit(node, body, {"X": x}, out, 4.0 * x.slices)
 
 
+@register("SpatialReduce", attrs=["reduce", "rows", "cols"])
+def lower_spatial_reduce(lw, node):
+    """ReduceMean/Max/Min/Sum/L2 along the texture's rows, columns or both (optimize turns H-only, W-only and
+    token reductions into this); each lane is its own channel."""
+    x = lw.view(node, node.inputs[0])
+    out = lw.output_view(node.outputs[0])
+    kind, rows, cols = node.attrs["reduce"], node.attrs["rows"], node.attrs["cols"]
+    init = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}.get(kind, "0.0")
+    step = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}.get(kind, "acc + a")
+    ys = f"0; y < {x.height}" if rows else "oy; y <= oy"
+    xs = f"0; x < {x.width}" if cols else "ox; x <= ox"
+    n = (x.height if rows else 1) * (x.width if cols else 1)
+    body = (f"  vec4 acc = vec4({init});\n  for (int y = {ys}; ++y) for (int x = {xs}; ++x) {{\n"
+            f"    vec4 a = X(t, y, x); acc = {step};\n  }}\n")
+    body += {"ReduceMean": f"  v = acc / {float(n)};\n", "ReduceL2": "  v = sqrt(acc);\n"}.get(kind, "  v = acc;\n")
+    lw.emit(node, body, {"X": x}, out, 2.0 * n)
+
+
 def _channel_arg(lw, node, x, out, is_max, last):
     """The index of the largest (smallest) channel, as a float (exact below 2^24 channels); ties go to the first
     index, or with select_last_index to the last, as ONNX says."""
