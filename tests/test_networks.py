@@ -145,6 +145,11 @@ def _small_networks():
             m["fc"]((t := m["c"](x).flatten(2).transpose(1, 2)).mean(1)), t.amin(1)[:, :4], t.norm(dim=1)[:, :4],
             (t * t).sum((1, 2))[None].expand(1, 4)], 1), c=nn.Conv2d(3, 8, 3, 2, 1), fc=nn.Linear(8, 4)),
             (1, 3, 9, 11)),
+        # Gather with constant indices on computed tensors: a BGR -> RGB channel flip, x[:, -1] (drops the axis),
+        # a row of one channel x[:, 3, 1] broadcast back over the map
+        "constant_gathers": (Lambda(lambda m, x: torch.cat([
+            (f := m["c"](x[:, [2, 1, 0]]))[:, -1][:, None], f[:, 3, 1][:, None, None, :].expand(1, 1, 7, 9)], 1),
+            c=nn.Conv2d(3, 6, 3, 1, 1)), (1, 3, 7, 9)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -156,7 +161,7 @@ def _small_networks():
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
-                                  "token_reductions"])
+                                  "token_reductions", "constant_gathers"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

@@ -28,13 +28,13 @@ OPS = ["Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRel
        "HardSigmoid", "HardSwish", "Softplus", "Add", "Sub", "Mul", "Div", "Sum", "Concat", "MaxPool", "AveragePool",
        "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Pad", "Softmax", "Flatten", "Reshape", "Gemm",
        "MatMul", "Transpose", "LRN", "Dropout", "Identity", "Erf", "Expand", "Gelu",
-       "InstanceNormalization", "LayerNormalization"]
+       "InstanceNormalization", "LayerNormalization", "Gather"]
 
 # Input positions that webcnn takes as compile-time constants, per op.
 FROZEN = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "BatchNormalization": (1, 2, 3, 4), "Clip": (1, 2), "Gemm": (1, 2),
     "MatMul": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Pad": (1, 2, 3), "Reshape": (1,), "Dropout": (1, 2),
-    "Expand": (1,), "InstanceNormalization": (1, 2),
+    "Expand": (1,), "InstanceNormalization": (1, 2), "Gather": (1,),
 }
 
 # Cases webcnn refuses by design, with the reason. Each must fail to compile with a WebcnnError naming the op.

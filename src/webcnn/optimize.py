@@ -161,6 +161,16 @@ def canonicalise(g: Graph) -> None:
                               {"steps": [("broadcast", tuple(g.shape(node.outputs[0])))]})
         elif node.op in ("Slice", "Split"):
             g.nodes[i:i + 1] = _slices_as_relayouts(g, node)
+        elif node.op == "Gather" and g.const(node.inputs[1]) is not None:
+            # x[:, 0] or x[:, [2, 0, 1]] (channel picks, BGR -> RGB): an index map with constant indices
+            shape = g.shape(node.inputs[0])
+            axis = node.attrs.get("axis", 0) % len(shape)
+            indices = g.const(node.inputs[1]).astype(np.int64)
+            if np.any(indices >= shape[axis]) or np.any(indices < -shape[axis]):
+                raise UnsupportedError(node, f"indices outside axis {axis} of size {shape[axis]}", "indices in range")
+            indices = np.where(indices < 0, indices + shape[axis], indices)
+            g.nodes[i] = Node("Relayout", node.name, node.inputs[:1], node.outputs[:1],
+                              {"steps": [("take", (indices.tolist(), axis))]})
         elif node.op in ("Gemm", "MatMul"):
             g.nodes[i:i + 1] = _matmul_as_conv(g, node)
         elif node.op == "BatchNormalization":
@@ -352,7 +362,8 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         raise UnsupportedError(node, f"reducing axes {axes} of {list(shape)}",
                                f"{node.op} over the channel axis (1) of an NCHW tensor"
                                + ("" if node.op in ("ArgMax", "ArgMin") else
-                                  ", or over its H axis, its W axis or both (the last two axes of a rank-3 or -4 tensor)"))
+                                  ", or over its H axis, its W axis or both (the last two axes of a rank-3 or -4 "
+                                  "tensor)"))
     if spatial:
         op, attrs, kept = ("GlobalAveragePool" if node.op == "ReduceMean" else "GlobalMaxPool"), {}, shape[:2] + (1, 1)
     elif along:

@@ -161,7 +161,8 @@ def supported_ops() -> list[str]:
     internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce", "Normalize", "SpatialReduce"}
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
               "BatchNormalization", "Gemm", "MatMul", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
-              "Expand", "Slice", "Split", "DepthToSpace", "SpaceToDepth", "InstanceNormalization",
+              "Expand", "Slice", "Split", "Gather with constant indices", "DepthToSpace", "SpaceToDepth",
+              "InstanceNormalization",
               "ReduceMean/ReduceMax/ReduceMin/ReduceSum/ReduceL2 over C, over H, over W, or over H and W",
               "ArgMax/ArgMin over C (the indices as float32)", "Cast to float32",
               "LayerNormalization (over the last axis, the last two, or from the channels on)"]

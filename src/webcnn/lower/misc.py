@@ -101,6 +101,8 @@ def _index_map(node, in_shape, steps):
                 idx = idx.transpose(arg)
             elif kind == "slice":  # from Slice/Split; slice.indices() gives stop=-1 for a reversal to the start
                 idx = idx[tuple(slice(b, None if e < 0 else e, st) for b, e, st in arg)]
+            elif kind == "take":  # Gather with constant indices (a scalar index drops the axis, as np.take)
+                idx = np.take(idx, np.array(arg[0], np.int64), axis=arg[1])
             else:  # "broadcast": repeat size-1 axes, as Expand and batched MatMul need
                 idx = np.broadcast_to(idx, arg)
         except ValueError as e:
