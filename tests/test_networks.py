@@ -150,6 +150,13 @@ def _small_networks():
         "constant_gathers": (Lambda(lambda m, x: torch.cat([
             (f := m["c"](x[:, [2, 1, 0]]))[:, -1][:, None], f[:, 3, 1][:, None, None, :].expand(1, 1, 7, 9)], 1),
             c=nn.Conv2d(3, 6, 3, 1, 1)), (1, 3, 7, 9)),
+        # super-resolution's bicubic upsampling (Resize mode=cubic, a = -0.75), half_pixel and align_corners, x2 and
+        # to odd sizes, and a downscale
+        "bicubic": (Lambda(lambda m, x: torch.cat([
+            F.interpolate(f := m["c"](x), scale_factor=2, mode="bicubic", align_corners=False),
+            F.interpolate(f, size=(14, 18), mode="bicubic", align_corners=True),
+            F.interpolate(F.interpolate(f, size=(5, 23), mode="bicubic"), size=(14, 18), mode="bilinear")], 1),
+            c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 7, 9)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -161,7 +168,7 @@ def _small_networks():
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
-                                  "token_reductions", "constant_gathers"])
+                                  "token_reductions", "constant_gathers", "bicubic"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

@@ -41,7 +41,6 @@ FROZEN = {
 NON_FLOAT = "integer input: webcnn computes in float32 textures"
 NOT_2D = "pooling/convolution over 3 spatial axes: webcnn lowers 2-D (and 1-D) CNNs"
 BATCH = "batch > 1 for a convolution: webcnn compiles batch-1 CNNs"
-CUBIC = "cubic interpolation: webcnn resizes with nearest and linear"
 TRAINING_DROPOUT = "training-mode Dropout drops at random"
 LN_STATS = "these cases also output LayerNormalization's Mean and InvStdDev: webcnn computes Y only"
 EXCLUDED = {
@@ -123,15 +122,6 @@ EXCLUDED = {
     "test_identity_sequence": "a sequence-typed input; webcnn takes tensors",
     "test_reshape_allowzero_reordered": "an empty (0-element) tensor",
     "test_upsample_nearest": "opset 9: Upsample is deprecated since opset 10 and webcnn reads opsets 11 to 25",
-    "test_resize_downsample_scales_cubic": CUBIC,
-    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": CUBIC,
-    "test_resize_downsample_scales_cubic_align_corners": CUBIC,
-    "test_resize_downsample_sizes_cubic": CUBIC,
-    "test_resize_upsample_scales_cubic": CUBIC,
-    "test_resize_upsample_scales_cubic_A_n0p5_exclude_outside": CUBIC,
-    "test_resize_upsample_scales_cubic_align_corners": CUBIC,
-    "test_resize_upsample_scales_cubic_asymmetric": CUBIC,
-    "test_resize_upsample_sizes_cubic": CUBIC,
     "test_resize_downsample_scales_cubic_antialias": "antialiased downsampling",
     "test_resize_downsample_scales_linear_antialias": "antialiased downsampling",
     "test_resize_downsample_sizes_cubic_antialias": "antialiased downsampling",
@@ -145,6 +135,7 @@ ORT_REFERENCE = {
     # align_corners with scales 0.6 of 4 columns: ONNX's reference takes length_resized = 2.4, onnxruntime and
     # PyTorch (and the spec's words, "the length of the resized tensor") take 2, the output's length.
     "test_resize_downsample_scales_linear_align_corners": "length_resized is the output's length",
+    "test_resize_downsample_scales_cubic_align_corners": "length_resized is the output's length",
 }
 
 

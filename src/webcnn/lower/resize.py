@@ -1,4 +1,4 @@
-"""Resize (opset 11+) and Upsample: nearest and (bi)linear over H and W."""
+"""Resize (opset 11+) and Upsample: nearest, (bi)linear and (bi)cubic over H and W."""
 from __future__ import annotations
 
 import fractions
@@ -107,15 +107,15 @@ def lower_resize(lw, node):
             n = len(roi_in) // 2
             starts, ends = _per_axis(roi_in[:n], axes, [0.0] * 4), _per_axis(roi_in[n:], axes, [1.0] * 4)
             roi = list(zip(starts, ends))
-    if mode not in ("nearest", "linear", "bilinear"):
-        raise UnsupportedError(node, f"mode='{mode}'", "nearest, linear")
+    if mode not in ("nearest", "linear", "bilinear", "cubic"):
+        raise UnsupportedError(node, f"mode='{mode}'", "nearest, linear, cubic")
     if transform not in TRANSFORMS:
         raise UnsupportedError(node, f"coordinate_transformation_mode='{transform}'", ", ".join(TRANSFORMS))
     if mode == "nearest" and nearest_mode not in NEAREST:
         raise UnsupportedError(node, f"nearest_mode='{nearest_mode}'", ", ".join(NEAREST))
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
-    if (mode != "nearest" and transform in ("half_pixel", "pytorch_half_pixel", "asymmetric")
+    if (mode in ("linear", "bilinear") and transform in ("half_pixel", "pytorch_half_pixel", "asymmetric")
             and _phased_linear(lw, node, x, out, transform, scales, in_hw, out_shape)):
         return
     table = _nearest_table(transform, nearest_mode, x, out_shape, scales, from_sizes) if mode == "nearest" else None
@@ -137,6 +137,9 @@ def lower_resize(lw, node):
                  f"  int ix = clamp({rnd.format(c='cx')}, 0, {x.width - 1});\n"
                  "  v = X(t, iy, ix);\n")
         flops = 1.0
+    elif mode == "cubic":
+        body += _cubic(node, x)
+        flops = 4.0 * 16 + 40
     else:
         body += (f"  float fy = clamp(cy, 0.0, {float(x.height - 1)});\n"
                  f"  float fx = clamp(cx, 0.0, {float(x.width - 1)});\n"
@@ -151,6 +154,29 @@ def lower_resize(lw, node):
         body += (f"  if (cy < 0.0 || cy > {float(x.height - 1)} || cx < 0.0 || cx > {float(x.width - 1)}) "
                  f"v = vec4({fill});\n")
     lw.emit(node, body, {"X": x}, out, flops)
+
+
+def _cubic(node, x) -> str:
+    """Keys' cubic convolution over the 4 x 4 samples around (cy, cx), as ONNX and onnxruntime define it: samples
+    past the edge repeat the edge, or with exclude_outside drop out and the other weights are renormalised."""
+    a = float_literal(node.attrs.get("cubic_coeff_a", -0.75))
+    exclude = node.attrs.get("exclude_outside", 0)
+    body = ""
+    for c, n in (("y", x.height), ("x", x.width)):
+        # weights of the samples at floor - 1 .. floor + 2, for the fraction t: W(1 + t), W(t), W(1 - t), W(2 - t)
+        body += (f"  float f{c} = floor(c{c}); int {c}0 = int(f{c}) - 1; float t{c} = c{c} - f{c};\n"
+                 f"  vec4 d{c} = vec4(1.0 + t{c}, t{c}, 1.0 - t{c}, 2.0 - t{c});\n"
+                 f"  vec4 w{c} = mix((({a} * d{c} - 5.0 * {a}) * d{c} + 8.0 * {a}) * d{c} - 4.0 * {a},\n"
+                 f"      (({a} + 2.0) * d{c} - ({a} + 3.0)) * d{c} * d{c} + 1.0, lessThanEqual(d{c}, vec4(1.0)));\n")
+        if exclude:
+            body += (f"  for (int i = 0; i < 4; ++i) if ({c}0 + i < 0 || {c}0 + i > {n - 1}) w{c}[i] = 0.0;\n"
+                     f"  w{c} /= dot(w{c}, vec4(1.0));\n")
+    cols = [f"X(t, iy, clamp(x0 + {j}, 0, {x.width - 1}))" for j in range(4)]
+    body += ("  v = vec4(0.0);\n  for (int i = 0; i < 4; ++i) {\n"
+             f"    int iy = clamp(y0 + i, 0, {x.height - 1});\n"
+             f"    v += wy[i] * (wx.x * {cols[0]} + wx.y * {cols[1]}\n"
+             f"                  + wx.z * {cols[2]} + wx.w * {cols[3]});\n  }}\n")
+    return body
 
 
 def _nearest_table(transform, nearest_mode, x, out_shape, scales, from_sizes):
