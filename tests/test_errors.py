@@ -37,8 +37,10 @@ def _unsupported(path):
 
 
 def _unsupported_attribute(path):
-    model = conv_model(extra_nodes=[helper.make_node("Resize", ["y", "", "s"], ["r"], name="resize0", mode="cubic")])
-    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s"))
+    model = conv_model(extra_nodes=[helper.make_node("Resize", ["y", "", "s"], ["r"], name="resize0", mode="linear",
+                                                     antialias=1)])
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32), "s"))
+    model.opset_import[0].version = 18   # antialias came with opset 18
     onnx.save(model, path)
 
 
@@ -54,7 +56,7 @@ MODEL_CORPUS = {
     "missing_initializer": (lambda p: onnx.save(conv_model(drop_init=True), p), ["'w'"]),
     "dynamic_shape": (lambda p: onnx.save(conv_model(dims=("N", 3, "H", "W")), p), ["symbolic", "--input-shape"]),
     "unsupported_op": (_unsupported, ["topk0", "TopK", "Supported:"]),
-    "unsupported_attribute": (_unsupported_attribute, ["resize0", "cubic", "Supported:"]),
+    "unsupported_attribute": (_unsupported_attribute, ["resize0", "antialias=1", "Supported:"]),
     "unsupported_reduce_axes": (_unsupported_reduce_axes, ["reduce0", "ReduceMean", "axes [1, 2]", "channel axis (1)",
                                                            "its H axis, its W axis or both"]),
     "wrong_rank_weight": (lambda p: onnx.save(conv_model(weight=np.ones((4, 3, 3), np.float32)), p), ["weight"]),
