@@ -87,9 +87,7 @@ def _load_torch_file(path, input_shapes) -> onnx.ModelProto:
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception:
-        module = None
-    if module is None:
-        raise WebcnnError(_not_torchscript(path, torch))
+        raise WebcnnError(_not_torchscript(path, torch)) from None
     if example is None:
         raise WebcnnError(f"{path} is a TorchScript module, which does not record its input shape: pass "
                           "--input-shape 1,3,H,W (or input_shapes={'': (1, 3, H, W)})")
@@ -142,10 +140,7 @@ def _export_torch(module, example_input, origin=None) -> onnx.ModelProto:
         raise WebcnnError("compiling a torch.nn.Module needs an example input tensor, e.g. torch.zeros(1, 3, 224, 224)")
     origin = origin or type(module).__name__
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    try:
-        module = module.eval()
-    except (NotImplementedError, RuntimeError):
-        pass  # a torch.export program's module is already in the mode it was exported in
+    module = module.eval()
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices

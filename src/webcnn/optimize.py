@@ -274,16 +274,16 @@ def _layer_norm(g: Graph, node: Node) -> list[Node]:
     normed = node.name + "/normalised"
     g.tensors[normed] = make(normed, tuple(shape))
     nodes = [Node("Normalize", node.name, [x], [normed], {"axis": axis, "epsilon": node.attrs.get("epsilon", 1e-5)})]
-    steps = [("Mul", consts[0])] + ([("Add", consts[1])] if consts[1] is not None else [])
-    current = normed
-    for k, (op, value) in enumerate(steps):
-        cname = f"{node.name}/{op.lower()}_const"
-        g.tensors[cname] = make(cname, value.shape, value.astype(np.float32))
-        out = node.outputs[0] if k == len(steps) - 1 else f"{node.name}/{op.lower()}"
-        if out != node.outputs[0]:
-            g.tensors[out] = make(out, tuple(shape))
-        nodes.append(Node(op, f"{node.name}/{op.lower()}", [current, cname], [out]))
-        current = out
+    scale, bias = consts
+    scaled = node.outputs[0] if bias is None else node.name + "/scaled"
+    if bias is not None:
+        g.tensors[scaled] = make(scaled, tuple(shape))
+    for name, value in ((node.name + "/scale", scale), (node.name + "/bias", bias)):
+        if value is not None:
+            g.tensors[name] = make(name, value.shape, value.astype(np.float32))
+    nodes.append(Node("Mul", node.name + "/mul", [normed, node.name + "/scale"], [scaled]))
+    if bias is not None:
+        nodes.append(Node("Add", node.name + "/add", [scaled, node.name + "/bias"], node.outputs[:1]))
     return nodes
 
 

@@ -35,17 +35,17 @@ def parse_corners(text, width, height):
     if len(values) != 8:
         raise WebcnnError(f"--corners needs 8 comma-separated numbers (x,y of top-left, top-right, bottom-right, "
                           f"bottom-left in input pixels), got {text!r}")
-    corners = [[values[i] / width, values[i + 1] / height] for i in range(0, 8, 2)]
-    p = np.array(corners) * [width, height]
+    p = np.array(values).reshape(4, 2)
     edges = np.roll(p, -1, axis=0) - p
-    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    following = np.roll(edges, -1, axis=0)
+    turns = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
     area = abs(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])) / 2
     # Top-left, top-right, bottom-right, bottom-left turns clockwise on screen: a positive cross product at every
     # corner (image y points down). Another order would mirror or twist the board.
     if not np.all(turns > 0) or area < 1e-3 * width * height:
         raise WebcnnError(f"--corners {text} do not outline a board: give 4 corners of a convex quadrilateral, in the "
                           "order top-left, top-right, bottom-right, bottom-left, covering at least 0.1% of the image")
-    return corners
+    return (p / [width, height]).tolist()
 
 
 def output_size(width, height, corners=None, size=None):

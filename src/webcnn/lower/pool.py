@@ -73,6 +73,11 @@ def lower_global_pool(lw, node):
     lw.emit(node, body, {"X": x}, out, 4.0 * x.height * x.width)
 
 
+# Reduce* as a running vec4 accumulator: its start value and its step with the next value `a`.
+REDUCE_INIT = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}
+REDUCE_STEP = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}
+
+
 @register("ChannelReduce", attrs=["reduce", "last"])
 def lower_channel_reduce(lw, node):
     """ReduceMean/Max/Min/Sum/L2 and ArgMax/ArgMin over the channel axis (optimize turns them into this): one
@@ -82,8 +87,7 @@ def lower_channel_reduce(lw, node):
     kind = node.attrs["reduce"]
     if kind in ("ArgMax", "ArgMin"):
         return _channel_arg(lw, node, x, out, kind == "ArgMax", node.attrs.get("last", 0))
-    init = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}.get(kind, "0.0")
-    step = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}.get(kind, "acc + a")
+    init, step = REDUCE_INIT.get(kind, "0.0"), REDUCE_STEP.get(kind, "acc + a")
     body = f"  vec4 acc = vec4({init});\n  for (int s = 0; s < {x.slices}; ++s) {{\n    vec4 a = X(s, oy, ox);\n"
     if x.channels % 4:   # the last slice's padding lanes must not count
         lanes = ", ".join("true" if i < x.channels % 4 else "false" for i in range(4))
@@ -107,8 +111,7 @@ def lower_spatial_reduce(lw, node):
     x = lw.view(node, node.inputs[0])
     out = lw.output_view(node.outputs[0])
     kind, rows, cols = node.attrs["reduce"], node.attrs["rows"], node.attrs["cols"]
-    init = {"ReduceMax": "-3.4e38", "ReduceMin": "3.4e38"}.get(kind, "0.0")
-    step = {"ReduceMax": "max(acc, a)", "ReduceMin": "min(acc, a)", "ReduceL2": "acc + a * a"}.get(kind, "acc + a")
+    init, step = REDUCE_INIT.get(kind, "0.0"), REDUCE_STEP.get(kind, "acc + a")
     ys = f"0; y < {x.height}" if rows else "oy; y <= oy"
     xs = f"0; x < {x.width}" if cols else "ox; x <= ox"
     n = (x.height if rows else 1) * (x.width if cols else 1)

@@ -111,14 +111,10 @@ export class Scheduler {
     }
   }
 
-  signaled(slice) {
-    return fenceSignaled(this.gl, slice.fence);
-  }
-
   // Drop the slices the GPU has finished (fences signal in order). Without a timer, a slice done by the next frame
   // means the estimate had room (probe upwards); one that is not means it was too optimistic.
   retire() {
-    while (this.inFlight.length && this.signaled(this.inFlight[0])) {
+    while (this.inFlight.length && fenceSignaled(this.gl, this.inFlight[0].fence)) {
       const slice = this.inFlight.shift();
       this.gl.deleteSync(slice.fence);
       if (slice.row) slice.row.done = performance.now();
