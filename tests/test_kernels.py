@@ -108,6 +108,33 @@ def test_phased_conv_over_a_concat(browser, tmp_path, phases):
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
 
 
+class UnalignedConcat(nn.Module):
+    """Copy concats whose parts start at every lane offset (0-3), one of them a zero-copy concat of two parts and one
+    a single channel inside one output slice; one feeds a conv, one is the graph's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 3, 1)
+        self.d, self.e = nn.Conv2d(3, 1, 3, padding=1), nn.Conv2d(3, 6, 1)
+        self.mix = nn.Conv2d(22, 5, 3, padding=1)
+
+    def forward(self, x):
+        zero_copy = torch.cat([self.a(x), torch.relu(self.b(x))], 1)
+        y = torch.cat([torch.sigmoid(self.c(x)), zero_copy, self.d(x), torch.sigmoid(self.e(x))], 1)
+        return torch.cat([x, torch.sigmoid(self.mix(y)), self.d(x)], 1)
+
+
+def test_unaligned_concat_copies(browser, tmp_path):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(UnalignedConcat().eval(), (1, 3, 7, 19), str(tmp_path / "cat.onnx"))
+    ops = [p["op"] for p in compile_model(path).manifest["passes"]]
+    assert ops.count("Concat") == 2, ops
+    report = verify(path, browser=browser)
+    assert report.ok and report.outputs[0].max_abs < 1e-5, [(c.name, c.max_abs) for c in report.outputs]
+
+
 class UpsampleThenSoftmax(nn.Module):
     """An inner bilinear upsample (the phased Resize: P pixels share their input columns) and a softmax over 3
     channels, all in one texel (the one-fetch Softmax)."""

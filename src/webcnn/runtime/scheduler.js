@@ -1,17 +1,20 @@
 // Frame-budgeted submission. A run is a queue of (pass, tile) units. Each animation frame gets one slice of draws
 // worth the frame's GPU budget (in ms, from each pass's learned speed), flushed behind a fence. The GPU's progress is
-// tracked on a clock of estimated finish times, since fences are seen signalled a frame or more late; fences bound
-// how far that estimate may run ahead. Each pass's speed comes from timer queries where present.
+// tracked on a clock of estimated finish times, since fences are checked only once a frame (polling them between
+// frames cost SwiftShader a third of its speed); fences bound how far that estimate may run ahead. Each pass's speed
+// comes from timer queries where present.
 import { WebcnnError } from './errors.js';
 
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
 const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
-const MAX_FRAME_SHARE = 0.8;   // the adaptive budget grows up to this share of the display's frame period
+const MAX_FRAME_SHARE = 0.85;   // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
-const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice (nor fence polls)
+const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice
 const MAX_QUEUED = 2;          // unsignalled slices worth more than this many budgets: wait (the estimates are off)
 const MIN_SLICE_MS = 0.5;      // less room than this is not worth a slice
+const SETTLE_POLL_MS = 2;      // at the end of a run, how often to check its last fence (each check costs the GPU)
+const LEARN_SAMPLES = 3;       // time each pass on its own this many times before timing whole slices
 
 export class LostContextSignal extends Error {}
 
@@ -19,8 +22,6 @@ function abortError(signal) {
   const reason = signal.reason;
   return reason instanceof Error ? reason : new DOMException('the run was aborted', 'AbortError');
 }
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Whether the GPU has passed a fence, without waiting; a failed wait means the context is gone.
 export function fenceSignaled(gl, sync) {
@@ -55,11 +56,12 @@ export class Scheduler {
     this.mode = mode;
     this.rate = INITIAL_RATE;            // FLOP/ms over all work
     this.passRate = new Map();           // FLOP/ms of each pass (unit key), from timer queries
+    this.passSamples = new Map();        // how many times each pass was timed on its own
     this.inFlight = [];                  // submitted slices, oldest first: {fence, ms (estimated GPU time), frames}
     this.queries = [];
     this.counters = { frames: 0, draws: 0, submitted: 0, timerSamples: 0, fenceWaits: 0, lateFrames: 0 };
     // Debug flag: one row per slice {at: submitted, frame: its frame's start, budget, room, est (ms), pieces, draws,
-    // gpu: timer ms, done: when its fence was seen signalled, groups: [[pass, cost, ms]]}.
+    // gpu: timer ms, done: when its fence was seen signalled, groups: [[pass, cost, estimated ms]]}.
     this.trace = trace ? [] : null;
   }
 
@@ -73,25 +75,36 @@ export class Scheduler {
     return this.passRate.get(key) || this.rate;
   }
 
-  // Timer query results: the time per cost unit of each pass, and over all.
+  // Timer query results. A query spans a group of one pass while that pass is new, and then a whole slice (a query
+  // per group cost SwiftShader ~10% of a run): a slice's time corrects each pass in it by the slice's error, in
+  // proportion to the pass's share of the estimate.
   collect() {
     const gl = this.gl;
     while (this.queries.length) {
-      const { query, cost, key, row } = this.queries[0];
+      const { query, groups, row } = this.queries[0];
       if (!gl.getQueryParameter(query, gl.QUERY_RESULT_AVAILABLE)) break;
-      const ns = gl.getQueryParameter(query, gl.QUERY_RESULT);
+      const ms = gl.getQueryParameter(query, gl.QUERY_RESULT) / 1e6;
       const disjoint = gl.getParameter(this.timer.GPU_DISJOINT_EXT);
       gl.deleteQuery(query);
       this.queries.shift();
-      if (row) { row.gpu += ns / 1e6; row.groups.push([key, cost, ns / 1e6]); }
-      if (!disjoint && ns > 0) {
-        const sample = Math.max(MIN_RATE, cost / (ns / 1e6));
-        this.rate = this.counters.timerSamples ? 0.9 * this.rate + 0.1 * sample : sample;
-        const prev = this.passRate.get(key);
-        this.passRate.set(key, prev ? 0.5 * prev + 0.5 * sample : sample);
-        this.counters.timerSamples++;
-      }
+      if (row) row.gpu += ms;
+      if (!disjoint && ms > 0) this.learn(groups, ms);
     }
+  }
+
+  // groups: [{key, cost, ms (estimated)}] timed together at `ms`.
+  learn(groups, ms) {
+    const est = groups.reduce((a, g) => a + g.ms, 0);
+    const cost = groups.reduce((a, g) => a + g.cost, 0);
+    for (const { key, ms: groupMs } of groups) {
+      const prev = this.passRate.get(key);
+      const rate = (prev || this.rate) * (est / ms) ** ((prev ? 0.5 : 1) * groupMs / est);
+      this.passRate.set(key, Math.max(MIN_RATE, rate));
+      if (groups.length === 1) this.passSamples.set(key, (this.passSamples.get(key) || 0) + 1);
+    }
+    const sample = Math.max(MIN_RATE, cost / ms);
+    this.rate = this.counters.timerSamples ? 0.9 * this.rate + 0.1 * sample : sample;
+    this.counters.timerSamples++;
   }
 
   // Budget adaptation (budget mode, adaptive): the display's frame timing is the signal. A late frame means the
@@ -145,19 +158,6 @@ export class Scheduler {
     return ts;
   }
 
-  // Early in a frame, a slice about to complete is worth polling for (every millisecond); later, the next frame is.
-  // Returns true when it is time for the next frame.
-  async waitSome(signal) {
-    if (performance.now() - this.frame.woke < LATE_START * this.period && this.inFlight.length) {
-      await sleep(1);
-      if (signal && signal.aborted) throw abortError(signal);
-      if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
-      this.retire();
-      return false;
-    }
-    return true;
-  }
-
   // The room for this frame's slice (ms): the budget, less what passed of the frame and the estimated backlog.
   room() {
     const now = performance.now();
@@ -187,9 +187,10 @@ export class Scheduler {
         }
       }
       let group = groups[groups.length - 1];
-      if (!group || group.key !== key) groups.push(group = { key, pieces: [], cost: 0 });
+      if (!group || group.key !== key) groups.push(group = { key, pieces: [], cost: 0, ms: 0 });
       group.pieces.push([pos.unit, pos.row, pos.row + n]);
       group.cost += DRAW_OVERHEAD + (cost / rows) * n;
+      group.ms += drawMs + rowMs * n;
       ms += drawMs + rowMs * n;
       pos.row += n;
       if (pos.row >= rows) { pos.unit++; pos.row = 0; }
@@ -204,16 +205,21 @@ export class Scheduler {
     const row = this.trace ? { at: performance.now(), frame: this.frame.start, budget: this.budgetMs, room, est: ms, gpu: 0, groups: [] } : null;
     let draws = 0;
     let pieces = 0;
-    for (const { key, pieces: p, cost } of groups) {
-      const query = timed && this.timer ? gl.createQuery() : null;
+    const learning = groups.some((g) => (this.passSamples.get(g.key) || 0) < LEARN_SAMPLES);
+    const spans = timed && this.timer ? (learning ? groups.map((g) => [g]) : [groups]) : [];
+    for (const span of spans.length ? spans : [groups]) {
+      const query = spans.length ? gl.createQuery() : null;
       if (query) gl.beginQuery(this.timer.TIME_ELAPSED_EXT, query);
-      draws += submit(p);
-      pieces += p.length;
+      for (const group of span) {
+        draws += submit(group.pieces);
+        pieces += group.pieces.length;
+      }
       if (query) {
         gl.endQuery(this.timer.TIME_ELAPSED_EXT);
-        this.queries.push({ query, cost, key, row });
+        this.queries.push({ query, groups: span, row });
       }
     }
+    if (row) row.groups = groups.map((g) => [g.key, g.cost, g.ms]);
     if (pos.unit >= units.length && finish) finish();
     const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
     gl.flush();
@@ -239,14 +245,14 @@ export class Scheduler {
       if (gl.isContextLost()) throw new LostContextSignal('context lost');
       if (throughput) {
         if (this.inFlight.length) {
-          if (await this.waitSome(signal)) await this.wake(signal);
+          await this.wake(signal);
           continue;
         }
         this.submitSlice(units, pos, Infinity, submit, finish, false);
       } else {
         const room = this.room();
         if (room < MIN_SLICE_MS) {
-          if (this.frame.used || await this.waitSome(signal)) this.adapt(await this.wake(signal));
+          this.adapt(await this.wake(signal));
           continue;
         }
         this.submitSlice(units, pos, room, submit, finish, true);
@@ -254,10 +260,25 @@ export class Scheduler {
       if (onProgress) onProgress({ phase: 'run', done: pos.unit, total: units.length });
     }
     if (!units.length && finish) finish();
-    while (this.inFlight.length) {
-      if (await this.waitSome(signal)) await this.wake(signal);
-    }
+    while (this.inFlight.length) await this.settle(signal);
     if (this.timer) this.collect();
+  }
+
+  // The end of a run: check its last fences when they should have passed, a few times early in the frame, so that
+  // the caller's next run can start in this same frame instead of the next one.
+  async settle(signal) {
+    const now = performance.now();
+    const deadline = this.frame.woke + LATE_START * this.period;
+    if (now + SETTLE_POLL_MS > deadline || this.gpuFree > deadline) {
+      await this.wake(signal);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5)));
+    if (signal && signal.aborted) throw abortError(signal);
+    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+    this.retire();
+    // whatever room the frame has left is the next run's
+    if (!this.inFlight.length) this.frame.used = false;
   }
 
   // Poll a fence across frames without ever blocking the main thread.
