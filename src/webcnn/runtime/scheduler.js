@@ -50,7 +50,7 @@ export class Scheduler {
     this.adaptive = adaptive;
     this.period = 1000 / 60;
     this.lastFrame = null;
-    this.frame = { start: -Infinity, woke: -Infinity, used: true };   // the animation frame we last woke in
+    this.frame = { start: -Infinity, used: true };   // the animation frame we last woke in (start: its vsync time)
     this.gpuFree = 0;                    // when the GPU should be done with everything submitted (estimated)
     this.tick = null;                    // the next frame's callback, registered in advance
     this.mode = mode;
@@ -148,7 +148,7 @@ export class Scheduler {
     this.tick = nextFrame();
     if (signal && signal.aborted) throw abortError(signal);
     if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
-    this.frame = { start: ts, woke: performance.now(), used: false };
+    this.frame = { start: ts, used: false };
     if (this.timer) this.collect();
     if (!this.retire()) {
       this.inFlight[0].frames++;
@@ -161,7 +161,7 @@ export class Scheduler {
   // The room for this frame's slice (ms): the budget, less what passed of the frame and the estimated backlog.
   room() {
     const now = performance.now();
-    const late = (now - this.frame.woke) / this.period;
+    const late = (now - this.frame.start) / this.period;
     if (this.frame.used || late >= LATE_START || this.inFlightMs() > MAX_QUEUED * this.budgetMs) return 0;
     return this.budgetMs * (1 - late) - Math.max(0, this.gpuFree - now);
   }
@@ -268,7 +268,7 @@ export class Scheduler {
   // the caller's next run can start in this same frame instead of the next one.
   async settle(signal) {
     const now = performance.now();
-    const deadline = this.frame.woke + LATE_START * this.period;
+    const deadline = this.frame.start + LATE_START * this.period;
     if (now + SETTLE_POLL_MS > deadline || this.gpuFree > deadline) {
       await this.wake(signal);
       return;
