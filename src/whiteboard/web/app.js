@@ -17,7 +17,7 @@ const handles = [...document.querySelectorAll('.handle')];
 
 const state = {
   model: null, pipeline: null, stream: null, recorder: null, view: 'board', corners: loadCorners(),
-  intervals: [], lastFrame: null, updates: [], frameTag: -1, resultTag: -1, resultTags: [], cameraTrack: null,
+  intervals: [], longFrames: [], lastFrame: null, updates: [], frameTag: -1, resultTag: -1, resultTags: [], cameraTrack: null,
   dirty: true, redraws: 0, frozen: false, losses: 0, pipelineLosses: 0, pipelineRebuilds: 0,
 };
 
@@ -175,6 +175,7 @@ function displayLoop(ts) {
   if (state.lastFrame !== null) {
     state.intervals.push(ts - state.lastFrame);
     if (state.intervals.length > 3600) state.intervals.splice(0, 600);
+    if (ts - state.lastFrame > 50 && state.longFrames.length < 1000) state.longFrames.push([state.lastFrame, ts]);
   }
   state.lastFrame = ts;
   const { pipeline } = state;
@@ -256,6 +257,7 @@ function stats() {
     frames: state.intervals.length,
     p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.length ? sorted[sorted.length - 1] : 0,
     over50: state.intervals.filter((d) => d > 50).length,
+    longFrames: state.longFrames.slice(),   // [start, end] of each frame over 50 ms, page clock
     updates: state.pipeline ? state.pipeline.results : 0,
     updatesPerSec: recentUpdates.length > 1 ? 1000 * (recentUpdates.length - 1) / (recentUpdates[recentUpdates.length - 1] - recentUpdates[0]) : 0,
     budgetMs: m.budgetMs || 0, budgetShare: (m.budgetMs || 0) / period, precision: m.precision,
@@ -359,7 +361,7 @@ async function main() {
 
 window.whiteboard = {
   stats, setCorners, message,
-  resetTiming() { state.intervals = []; state.lastFrame = null; },
+  resetTiming() { state.intervals = []; state.longFrames = []; state.lastFrame = null; },
   get stream() { return outputStream(); },
   get pipeline() { return state.pipeline; },
   get model() { return state.model; },
