@@ -94,7 +94,7 @@ def open_app(bundle, extra_args, query="?tag=1"):
     return browser
 
 
-class TestActions:
+class ActionWindows:
     """Page-clock windows of the test's own screenshots and canvas readbacks, which can stall a frame themselves."""
 
     def __init__(self, page):
@@ -172,7 +172,7 @@ def test_live_app_with_fake_camera(bundle, clip_file):
         live_updates = page.evaluate("() => window.whiteboard.stats().updates") - start_updates
         late_stand = {f for f in stand if f >= min(stand) + 2 * clipgen.FPS}
         wait_for_results(page, late_stand, 1, 60)
-        action = TestActions(page)
+        action = ActionWindows(page)
         standing = action(board_output, page, stand)
         action(save_screenshot, page, "standing")
         page.select_option("#view", "classes")
