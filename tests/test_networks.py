@@ -157,6 +157,21 @@ def _small_networks():
             F.interpolate(f, size=(14, 18), mode="bicubic", align_corners=True),
             F.interpolate(F.interpolate(f, size=(5, 23), mode="bicubic"), size=(14, 18), mode="bilinear")], 1),
             c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 7, 9)),
+        # self-attention over a conv map's tokens: 3 heads (not a multiple of 4), q k^T / sqrt(d), softmax over
+        # the keys, a v, heads merged back, a residual; and one head over [1, T, C] tokens
+        "self_attention": (Lambda(lambda m, x: torch.cat([x + m["proj"](
+            (torch.softmax((q := m["q"](x).reshape(1, 3, 4, 35).transpose(2, 3)) @ m["k"](x).reshape(1, 3, 4, 35)
+                           / 2.0, -1) @ m["v"](x).reshape(1, 3, 4, 35).transpose(2, 3)).transpose(2, 3).reshape(
+                1, 12, 5, 7)), (torch.softmax((t := x.flatten(2).transpose(1, 2)) @ t.transpose(1, 2), -1) @ t)
+            .transpose(1, 2).reshape(1, 12, 5, 7)], 1),
+            q=nn.Conv2d(12, 12, 1), k=nn.Conv2d(12, 12, 1), v=nn.Conv2d(12, 12, 1), proj=nn.Conv2d(12, 12, 1)),
+            (1, 12, 5, 7)),
+        # products whose batch shapes broadcast ([1, 2, M, K] x computed [K, N]), and a constant matrix times
+        # computed tokens (a learned token mixer)
+        "matmul_broadcast": (Lambda(lambda m, x: torch.cat([
+            ((f := m["c"](x)).reshape(1, 2, 3, 20) @ f.reshape(6, 20).transpose(0, 1)[:, :4]).reshape(1, 24),
+            (m["mix"].weight[:, :, 0, 0] @ f.flatten(2).transpose(1, 2)).flatten(1)[:, :24]], 1),
+            c=nn.Conv2d(3, 6, 3, 1, 1), mix=nn.Conv2d(20, 20, 1)), (1, 3, 4, 5)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -168,7 +183,8 @@ def _small_networks():
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
-                                  "token_reductions", "constant_gathers", "bicubic"])
+                                  "token_reductions", "constant_gathers", "bicubic", "self_attention",
+                                  "matmul_broadcast"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

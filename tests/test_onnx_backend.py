@@ -159,11 +159,12 @@ def _collect():
 CASES = _collect()
 
 
-def _freeze(case):
+def _freeze(case, frozen_positions=None):
     """The case's model with its FROZEN inputs turned into initializers, and the feeds for the rest."""
     model = onnx.ModelProto.FromString(case.model.SerializeToString())
     node = model.graph.node[0]
-    frozen_positions = FROZEN.get(node.op_type, ())
+    if frozen_positions is None:
+        frozen_positions = FROZEN.get(node.op_type, ())
     present = [name for name in node.input if name]
     (inputs, outputs), = case.data_sets
     values = dict(zip(present, inputs))
@@ -216,6 +217,12 @@ def test_case(name, browser, tmp_path):
         assert not np.allclose(list(expected.values())[0], list(_freeze(CASES[name])[2].values())[0]), \
             "onnxruntime now agrees with ONNX's reference: drop the case from ORT_REFERENCE"
     _run(browser, tmp_path, name, model, feeds, expected)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.model.graph.node[0].op_type == "MatMul"))
+def test_matmul_case_of_two_computed_tensors(name, browser, tmp_path):
+    """The MatMul cases again with both operands fed at run time (attention's products), not only constant B."""
+    _run(browser, tmp_path, name, *_freeze(CASES[name], frozen_positions=()))
 
 
 @pytest.mark.parametrize("name", AS_FLOAT32)

@@ -402,8 +402,10 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
     a_name, b_name = node.inputs[0], node.inputs[1]
     a_shape = g.shape(a_name)
     b = g.const(b_name)
+    if b is None and node.op == "MatMul":
+        return _batched_matmul(g, node)
     if b is None:
-        raise UnsupportedError(node, "the second operand is not a constant", f"{node.op} with constant weights")
+        raise UnsupportedError(node, "the second operand is not a constant", "Gemm with constant B (or MatMul)")
     b = b.astype(np.float32)
     trans_a = node.op == "Gemm" and node.attrs.get("transA", 0)
     if node.op == "Gemm":
@@ -449,6 +451,55 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
         cname = node.name + "/C"
         g.tensors[cname] = type(g.tensors[a_name])(cname, full_bias.shape, full_bias)
         nodes.append(Node("Add", node.name + "/bias", [product, cname], [node.outputs[0]]))
+    return nodes
+
+
+def _batched_matmul(g: Graph, node: Node) -> list[Node]:
+    """A product of two computed tensors (attention): both become [1, G, rows, cols], so the batch lies along the
+    channels and one texel holds four batches' values at one (row, col); a BatchMatMul pass sums over K."""
+    a_name, b_name = node.inputs[:2]
+    a_shape, b_shape = tuple(g.shape(a_name)), tuple(g.shape(b_name))
+    # numpy's 1-D operands: a row vector on the left, a column on the right (the output shape drops the axis)
+    a_2d = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b_2d = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    *ba, m, k = a_2d
+    *bb, kb, n = b_2d
+    if k != kb:
+        raise UnsupportedError(node, f"shapes {list(a_shape)} and {list(b_shape)} do not chain", "")
+    try:
+        batch = tuple(np.broadcast_shapes(tuple(ba), tuple(bb)))
+    except ValueError:
+        raise UnsupportedError(node, f"batch shapes {list(ba)} and {list(bb)} do not broadcast", "") from None
+    groups = int(np.prod(batch, dtype=np.int64))
+    make = type(g.tensors[a_name])
+    nodes = []
+
+    def batched(name, shape, shape_2d, rows, cols, tag):
+        target = (1, groups, rows, cols)
+        if shape == target:
+            return name
+        full = batch + (rows, cols)
+        new = f"{node.name}/{tag}"
+        if g.is_const(name):
+            value = np.broadcast_to(g.const(name).astype(np.float32).reshape(shape_2d), full)
+            g.tensors[new] = make(new, target, value.reshape(target))
+            return new
+        steps = [("reshape", shape_2d)] if shape != shape_2d else []
+        steps += ([("broadcast", full)] if shape_2d != full else []) + [("reshape", target)]
+        g.tensors[new] = make(new, target)
+        nodes.append(Node("Relayout", new, [name], [new], {"steps": steps}))
+        return new
+
+    a = batched(a_name, a_shape, a_2d, m, k, "a")
+    b = batched(b_name, b_shape, b_2d, k, n, "b")
+    out_shape = tuple(g.shape(node.outputs[0]))
+    product = node.outputs[0] if out_shape == (1, groups, m, n) else node.name + "/product"
+    if product != node.outputs[0]:
+        g.tensors[product] = make(product, (1, groups, m, n))
+    nodes.append(Node("BatchMatMul", node.name, [a, b], [product]))
+    if product != node.outputs[0]:
+        nodes.append(Node("Relayout", node.name + "/out", [product], node.outputs[:1],
+                          {"steps": [("reshape", out_shape)]}))
     return nodes
 
 

@@ -1,4 +1,4 @@
-"""Concat, Relayout (Reshape/Transpose chains), Pad, Softmax, LRN."""
+"""Concat, Relayout (Reshape/Transpose chains), BatchMatMul, Pad, Softmax, LRN."""
 from __future__ import annotations
 
 import math
@@ -170,6 +170,17 @@ def gather(lw, node, x, flat, out, epilogue=False):
         body += (f"  {{ int f = int(src[{lane}]); int c = f / {hi * wi}; int r = f - c * {hi * wi};\n"
                  f"    int y = r / {wi}; v[{lane}] = X(c / 4, y, r - y * {wi})[c % 4]; }}\n")
     lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "I": table}, out, 4.0, epilogue=epilogue)
+
+
+@register("BatchMatMul", attrs=[])
+def lower_batch_matmul(lw, node):
+    """[1, G, M, K] x [1, G, K, N] (see optimize._batched_matmul): a texel holds 4 batches at one (row, col)."""
+    g = lw.g
+    a, b = (lw.const_view(f"{node.name}/{n}", g.const(n).reshape(chw(g.shape(n)))) if g.is_const(n)
+            else lw.view(node, n) for n in node.inputs[:2])
+    k = a.width
+    body = f"  vec4 acc = vec4(0.0);\n  for (int k = 0; k < {k}; ++k) acc += A(t, oy, k) * B(t, k, ox);\n  v = acc;\n"
+    lw.emit(node, body, {"A": a, "B": b}, lw.output_view(node.outputs[0]), 8.0 * k)
 
 
 @register("Pad", attrs=["mode", "pads", "value"])
