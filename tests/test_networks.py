@@ -172,6 +172,13 @@ def _small_networks():
             ((f := m["c"](x)).reshape(1, 2, 3, 20) @ f.reshape(6, 20).transpose(0, 1)[:, :4]).reshape(1, 24),
             (m["mix"].weight[:, :, 0, 0] @ f.flatten(2).transpose(1, 2)).flatten(1)[:, :24]], 1),
             c=nn.Conv2d(3, 6, 3, 1, 1), mix=nn.Conv2d(20, 20, 1)), (1, 3, 4, 5)),
+        # relayouts that move whole texels (an H/W transpose, a flip, a crop, a broadcast over H and W) on 6
+        # channels (a partial last slice), and one that does not (a channel shuffle)
+        "spatial_relayouts": (Lambda(lambda m, x: torch.cat([
+            m["d"](torch.flip((f := m["c"](x)).transpose(2, 3), [3])[:, :, 1:8, :]),
+            f.transpose(2, 3)[:, :, :7, :8].mean((2, 3), keepdim=True).expand(1, 6, 7, 8),
+            f.reshape(1, 2, 3, 8, 11).transpose(1, 2).reshape(1, 6, 8, 11).transpose(2, 3)[:, :, :7, :8]], 1),
+            c=nn.Conv2d(3, 6, 3, 1, 1), d=nn.Conv2d(6, 5, 1)), (1, 3, 8, 11)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -184,7 +191,7 @@ def _small_networks():
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
-                                  "matmul_broadcast"])
+                                  "matmul_broadcast", "spatial_relayouts"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

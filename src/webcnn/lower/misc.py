@@ -148,6 +148,27 @@ def gathered_view(lw, node, x, flat):
     return out
 
 
+def _texel_map(flat, height, width):
+    """If every output texel holds lanes 0-3 of one input texel (same lanes, in order), a table giving, per output
+    texel, (input slice, row, column) in lanes 0-2; else None. flat: (C, H, W) row-major indices into (C', height,
+    width)."""
+    c, h, w = flat.shape
+    pixels = height * width
+    quads = np.full((-(-c // 4) * 4, h, w), -1, np.int64)
+    quads[:c] = flat
+    quads = quads.reshape(-1, 4, h, w)
+    first = quads[:, 0]
+    if np.any((first // pixels) % 4):
+        return None
+    expected = first[:, None] + np.arange(4).reshape(1, 4, 1, 1) * pixels
+    valid = quads >= 0
+    if not np.array_equal(quads[valid], expected[valid]):
+        return None
+    pixel = first % pixels
+    table = np.stack([first // pixels // 4, pixel // width, pixel % width, np.zeros_like(first)], 1)
+    return table.reshape(-1, h, w).astype(np.float32)
+
+
 def gather(lw, node, x, flat, out, epilogue=False):
     """One pass that writes out[c, y, x] = x.flat[flat[c, y, x]], the row-major index into x's (C, H, W)."""
     c, h, w = flat.shape
@@ -163,6 +184,14 @@ def gather(lw, node, x, flat, out, epilogue=False):
         for lane in range(4):
             body += f"  {{ int c = int(src[{lane}]); v[{lane}] = X(c / 4, oy, ox)[c % 4]; }}\n"
         lw.emit(node, "  v = vec4(0.0);\n" + body, {"X": x, "P": table}, out, 4.0, epilogue=epilogue)
+        return
+    texel = _texel_map(flat, hi, wi)
+    if texel is not None:
+        # Every output texel is one whole input texel (a crop, flip, H/W transpose, or broadcast over H/W): one
+        # fetch of its (slice, row, column), one of the data, instead of a fetch per lane.
+        table = lw.const_view(node.name + f"/texels{len(lw.weights)}", texel)
+        body = "  vec4 src = I(t, oy, ox);\n  v = X(int(src.x), int(src.y), int(src.z));\n"
+        lw.emit(node, body, {"X": x, "I": table}, out, 1.0, epilogue=epilogue)
         return
     table = lw.const_view(node.name + f"/index{len(lw.weights)}", flat.astype(np.float32))
     body = "  vec4 src = I(t, oy, ox);\n"
