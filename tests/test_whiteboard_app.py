@@ -106,10 +106,12 @@ class ActionWindows:
             return fn(*args)
         finally:
             # the frame after an action also pays for it (a capture holds the compositor until it is done)
-            self.windows.append((t0, self.page.evaluate("() => performance.now()") + 100))
+            self.windows.append((t0, self.page.evaluate("() => performance.now()") + 100, fn.__name__))
 
     def overlapping(self, frames):
-        return [f for f in frames if any(f[0] < b and f[1] > a for a, b in self.windows)]
+        """The frames that overlap an action, each with the first action it overlaps."""
+        return [next(name for a, b, name in self.windows if f[0] < b and f[1] > a) for f in frames
+                if any(f[0] < b and f[1] > a for a, b, _ in self.windows)]
 
 
 def board_output(page, frames):
@@ -233,7 +235,7 @@ def test_live_app_with_fake_camera(bundle, clip_file):
           f"over 50 ms, {live_updates} model results in the window")
     print(f"BENCH whiteboard live, whole run (with the test's screenshots and readbacks): display {stats['meanFps']:.1f} fps, frame p50 {stats['p50']:.1f} ms, "
           f"p99 {stats['p99']:.1f} ms, max {stats['max']:.1f} ms, {stats['over50']} of {stats['frames']} frames "
-          f"over 50 ms ({len(by_test)} of them during the test's screenshots and readbacks); model {update_rate:.2f} updates/s ({stats['updates']} results), budget "
+          f"over 50 ms ({len(by_test)} of them during the test's own actions: {', '.join(by_test) or 'none'}); model {update_rate:.2f} updates/s ({stats['updates']} results), budget "
           f"{stats['budgetMs']:.1f} ms; ink F1 standing {f1_stand:.3f}, after {f1_after:.3f}; covered-ink recall "
           f"{recall_covered:.3f}; erased ink left {erased_left:.3f}")
     assert not errors, errors
