@@ -93,6 +93,11 @@ def _small_networks():
         "odd_power": (Lambda(lambda m, x: m["c"](x) ** 3, c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 9, 11)),
         # nn.GELU() exports as Div, Erf, Add, Mul, Mul below opset 20
         "gelu_erf": (nn.Sequential(nn.Conv2d(3, 6, 1), nn.GELU(), nn.Conv2d(6, 5, 1)), (1, 3, 10, 14)),
+        # the tanh approximation below opset 20: Mul, Mul (x^3), Mul, Add, Mul, Tanh, Add, Mul, Mul; x also feeds a
+        # residual, and a second GELU's cube is written as Pow
+        "gelu_tanh": (Lambda(lambda m, x: m["d"]((f := m["c"](x)) + F.gelu(f, approximate="tanh")) + 0.5 * f * (
+            1 + torch.tanh((2 / torch.pi) ** 0.5 * (f + 0.044715 * f ** 3))), c=nn.Conv2d(3, 6, 1), d=nn.Conv2d(6, 6, 1)),
+            (1, 3, 10, 14)),
         # a non-integer factor with align_corners: 7 rows x 1.5 = 10 rows, with corners 0 and 9 (not 10.5 - 1)
         "align_corners_x1_5": (Lambda(lambda m, x: torch.cat([
             F.interpolate(m["c"](x), scale_factor=1.5, mode="bilinear", align_corners=True)[:, :, :, :11],
@@ -186,7 +191,7 @@ def _small_networks():
     }
 
 
-@pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf",
+@pytest.mark.parametrize("name", ["rgb_normalisation", "reciprocal_pointwise_pair", "odd_power", "gelu_erf", "gelu_tanh",
                                   "align_corners_x1_5", "nearest_x1_7", "gelu_opset20", "conv1d_global_pool",
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
@@ -206,7 +211,8 @@ def test_small_network_matches_onnxruntime(browser, tmp_path, name):
 
 
 def test_exported_gelu_fuses_into_its_conv(tmp_path):
-    """torch.onnx's Div, Erf, Add, Mul, Mul for nn.GELU() below opset 20 becomes the conv's epilogue: no passes."""
+    """torch.onnx's Div, Erf, Add, Mul, Mul for nn.GELU() below opset 20 becomes the conv's epilogue: no passes;
+    so do the eight nodes of the tanh approximation (written out by hand too, with Pow for the cube)."""
     from torch import nn
 
     import webcnn
@@ -218,6 +224,12 @@ def test_exported_gelu_fuses_into_its_conv(tmp_path):
     assert isinstance(module[1], nn.GELU)
     ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
     assert ops == ["Conv", "Conv"], ops   # conv + GELU, conv
+    module, shape = _small_networks()["gelu_tanh"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(module.eval(), shape, str(tmp_path / "gelu_tanh.onnx"))
+    passes = webcnn.compile(path).manifest["passes"]
+    assert not any(p["op"] in ("Tanh", "Pow") or p["op"].startswith("Mul") for p in passes), [p["op"] for p in passes]
 
 
 def test_argmax_select_last_index_matches_onnxruntime(browser, tmp_path):

@@ -590,8 +590,9 @@ def fuse_residual_add(g: Graph) -> None:
 
 
 def fuse_gelu(g: Graph) -> None:
-    """x * 0.5 * (1 + Erf(x / sqrt 2)), how torch.onnx exports nn.GELU() below opset 20, becomes one Gelu (fused
-    into its producer later): five passes over the tensor become none."""
+    """How torch.onnx exports nn.GELU() below opset 20 becomes one Gelu (fused into its producer later):
+    x * 0.5 * (1 + Erf(x / sqrt 2)), five passes over the tensor, and the tanh form
+    x * 0.5 * (1 + Tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), eight, become none."""
     def scalar(name, value, tol=1e-6):
         c = g.const(name)
         return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - value) <= tol * max(1.0, abs(value))
@@ -603,27 +604,75 @@ def fuse_gelu(g: Graph) -> None:
     def other(node, name):
         return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
 
-    for erf in [n for n in g.nodes if n.op == "Erf"]:
-        scale = g.producer(erf.inputs[0])
-        if scale is None or not _single_use(g, erf.inputs[0]) or not (
-                scale.op == "Div" and scalar(scale.inputs[1], 2 ** 0.5)
-                or scale.op == "Mul" and any(scalar(i, 2 ** -0.5) for i in scale.inputs)):
-            continue
-        x = scale.inputs[0] if scale.op == "Div" or scalar(scale.inputs[1], 2 ** -0.5) else scale.inputs[1]
-        add = only_reader(erf.outputs[0], "Add")
-        if add is None or not scalar(other(add, erf.outputs[0]), 1.0):
-            continue
-        # then two Muls, by x and by 0.5, in either order
+    def single_producer(name, op):
+        node = g.producer(name)
+        return node if node is not None and node.op == op and _single_use(g, name) else None
+
+    def scaled(name, factor):
+        """The node computing name = operand * factor (or operand / (1 / factor)), and its operand."""
+        node = g.producer(name)
+        if node is None or not _single_use(g, name):
+            return None, None
+        if node.op == "Div" and scalar(node.inputs[1], 1 / factor):
+            return node, node.inputs[0]
+        if node.op == "Mul":
+            for k in (0, 1):
+                if scalar(node.inputs[k], factor):
+                    return node, node.inputs[1 - k]
+        return None, None
+
+    def cube_of(name, x):
+        """The nodes computing name = x^3 (Pow(x, 3), or x * (x * x) in any order)."""
+        node = single_producer(name, "Pow") or single_producer(name, "Mul")
+        if node is None:
+            return None
+        if node.op == "Pow":
+            return [node] if node.inputs[0] == x and scalar(node.inputs[1], 3.0) else None
+        if x not in node.inputs:
+            return None
+        square = single_producer(other(node, x), "Mul")
+        return [square, node] if square is not None and square.inputs == [x, x] else None
+
+    def tail(inner, x):
+        """1 + inner, times x and 0.5 in either order, or times (0.5 * x): the nodes, last one last, or None."""
+        add = only_reader(inner, "Add")
+        if add is None or not scalar(other(add, inner), 1.0):
+            return None
         m1 = only_reader(add.outputs[0], "Mul")
-        m2 = m1 and only_reader(m1.outputs[0], "Mul")
-        if m1 is None or m2 is None:
-            continue
+        if m1 is None:
+            return None
+        half, half_x = scaled(other(m1, add.outputs[0]), 0.5)
+        if half is not None and half_x == x:
+            return [half, add, m1]
+        m2 = only_reader(m1.outputs[0], "Mul")
+        if m2 is None:
+            return None
         first, second = other(m1, add.outputs[0]), other(m2, m1.outputs[0])
-        if not (first == x and scalar(second, 0.5) or scalar(first, 0.5) and second == x):
-            continue
-        for n in (scale, erf, add, m1):
+        return [add, m1, m2] if first == x and scalar(second, 0.5) or scalar(first, 0.5) and second == x else None
+
+    def replace(nodes, x, approximate):
+        last = nodes[-1]
+        for n in nodes[:-1]:
             g.nodes.remove(n)
-        g.nodes[g.nodes.index(m2)] = Node("Gelu", m2.name, [x], m2.outputs[:1], {"approximate": "none"})
+        g.nodes[g.nodes.index(last)] = Node("Gelu", last.name, [x], last.outputs[:1], {"approximate": approximate})
+
+    for erf in [n for n in g.nodes if n.op == "Erf"]:
+        scale, x = scaled(erf.inputs[0], 2 ** -0.5)
+        rest = scale and tail(erf.outputs[0], x)
+        if rest:
+            replace([scale, erf] + rest, x, "none")
+    for tanh in [n for n in g.nodes if n.op == "Tanh"]:
+        scale, inner = scaled(tanh.inputs[0], (2 / np.pi) ** 0.5)
+        add = scale and single_producer(inner, "Add")
+        if add is None:
+            continue
+        for x in add.inputs:
+            cubic, cube = scaled(other(add, x), 0.044715)
+            powers = cubic and cube_of(cube, x)
+            rest = powers and tail(tanh.outputs[0], x)
+            if rest:
+                replace(powers + [cubic, add, scale, tanh] + rest, x, "tanh")
+                break
 
 
 def fuse_activations(g: Graph) -> None:
