@@ -1,4 +1,5 @@
-"""Bundle determinism, the strict Content-Security-Policy page, the server's path checks, GPU-resident outputs."""
+"""Bundle determinism, the strict Content-Security-Policy page, the server's path checks, GPU-resident outputs, lost
+contexts, progress and AbortSignal, and runs with no animation frames."""
 import hashlib
 import json
 import urllib.error
@@ -192,3 +193,75 @@ def test_lost_context_during_load_recovers_with_the_onnxruntime_result(browser, 
     assert result["lost"], f"the {phase} phase never reported progress"
     assert result["rebuilds"] >= 1
     assert_close(f"after losing the context during {phase}", np.array(result["data"]), reference)
+
+
+def _reference(unet_onnx):
+    import onnxruntime as ort
+
+    x = np.cos(np.arange(3 * 64 * 96, dtype=np.float64) * 0.003).astype(np.float32).reshape(1, 3, 64, 96)
+    session = ort.InferenceSession(str(unet_onnx), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_run_reports_progress_and_stops_on_abort(browser, tmp_path, unet_onnx):
+    """A budgeted run reports its progress pass by pass; an AbortSignal stops it mid-run with an AbortError, and
+    the model's next run gives the onnxruntime result."""
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    result = browser.page.evaluate("""async (url) => {
+      const { load } = await import('/runtime/webcnn.js');
+      const model = await load(url, { canvas: document.createElement('canvas'), budgetMs: 1, adaptive: false });
+      const input = new Float32Array(3 * 64 * 96).map((_, i) => Math.cos(i * 0.003));
+      const progress = [];
+      await model.run(input, { onProgress: (p) => progress.push([p.phase, p.done, p.total]) });
+      const controller = new AbortController();
+      let seen = 0, error = null;
+      const before = model.stats().runs;
+      try {
+        await model.run(input, { signal: controller.signal, onProgress: () => { if (++seen === 3) controller.abort(); } });
+      } catch (e) {
+        error = e.name;
+      }
+      const stats = model.stats();
+      const after = await model.run(input);
+      model.dispose();
+      return { progress, error, seen, completed: stats.runs - before, data: Array.from(after.output.data) };
+    }""", url)
+    progress = result["progress"]
+    assert {p[0] for p in progress} == {"run"} and len(progress) > 3, progress[:5]
+    done = [p[1] for p in progress]
+    assert done == sorted(done) and done[-1] == progress[-1][2], progress   # monotonic, ends at the total
+    assert result["error"] == "AbortError" and result["completed"] == 0, result
+    assert result["seen"] < len(progress), "the aborted run went on to the end"
+    assert_close("the run after an aborted one", np.array(result["data"]), _reference(unet_onnx))
+
+
+@pytest.mark.parametrize("visibility", ["visible", "hidden"])
+def test_run_finishes_without_animation_frames(browser, tmp_path, unet_onnx, visibility):
+    """A background tab gets no requestAnimationFrame callbacks: the run goes on on timers. Headless Chromium keeps
+    every tab visible (minimising its window or switching tabs changes nothing), so this page's rAF never calls
+    back and, in the hidden case, document.visibilityState says so; WebGL and timers are the real ones."""
+    webcnn.compile(unet_onnx, out_dir=tmp_path)
+    url = browser.mount(tmp_path)
+    page = browser.context.new_page()
+    try:
+        page.goto(browser.server.url + "/runtime/harness.html")
+        result = page.evaluate("""async ([url, visibility]) => {
+          let frames = 0;
+          window.requestAnimationFrame = () => { frames++; return 0; };   // registered, never called back
+          Object.defineProperty(document, 'visibilityState', { get: () => visibility });
+          const { load } = await import('/runtime/webcnn.js');
+          const t0 = performance.now();
+          const model = await load(url, { canvas: document.createElement('canvas'), budgetMs: 4 });
+          const input = new Float32Array(3 * 64 * 96).map((_, i) => Math.cos(i * 0.003));
+          const out = await model.run(input);
+          const stats = model.stats();
+          model.dispose();
+          return { ms: performance.now() - t0, frames, slices: stats.frames, data: Array.from(out.output.data) };
+        }""", [url, visibility])
+    finally:
+        page.close()
+    assert result["slices"] > 1, result["slices"]
+    if visibility == "visible":
+        assert result["frames"] > 0   # it asked for frames, and went on when none came
+    assert_close(f"a run with no animation frames ({visibility})", np.array(result["data"]), _reference(unet_onnx))
