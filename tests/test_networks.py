@@ -184,6 +184,14 @@ def _small_networks():
             f.transpose(2, 3)[:, :, :7, :8].mean((2, 3), keepdim=True).expand(1, 6, 7, 8),
             f.reshape(1, 2, 3, 8, 11).transpose(1, 2).reshape(1, 6, 8, 11).transpose(2, 3)[:, :, :7, :8]], 1),
             c=nn.Conv2d(3, 6, 3, 1, 1), d=nn.Conv2d(6, 5, 1)), (1, 3, 8, 11)),
+        # SiLU as exported (x * Sigmoid(x)), fused into its conv; Round on exact halves (ONNX rounds them to even)
+        # and Sign
+        "silu_round_sign": (Lambda(lambda m, x: torch.cat([
+            m["d"](F.silu(f := m["c"](x))), torch.round(torch.floor(f * 4) / 2), torch.sign(f)], 1),
+            c=nn.Conv2d(3, 6, 3, 1, 1), d=nn.Conv2d(6, 4, 1)), (1, 3, 9, 13)),
+        # GroupNorm over 32 groups of 8 channels at 64x64: each group's 32768 values are wider than a texture row
+        "wide_group_norm": (nn.Sequential(nn.Conv2d(3, 256, 1), nn.GroupNorm(32, 256), nn.Conv2d(256, 4, 1)),
+                            (1, 3, 64, 64)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -196,7 +204,7 @@ def _small_networks():
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
-                                  "matmul_broadcast", "spatial_relayouts"])
+                                  "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 
@@ -230,6 +238,20 @@ def test_exported_gelu_fuses_into_its_conv(tmp_path):
         path = zoo.export(module.eval(), shape, str(tmp_path / "gelu_tanh.onnx"))
     passes = webcnn.compile(path).manifest["passes"]
     assert not any(p["op"] in ("Tanh", "Pow") or p["op"].startswith("Mul") for p in passes), [p["op"] for p in passes]
+
+
+def test_exported_silu_fuses_into_its_conv(tmp_path):
+    """nn.SiLU exports as Sigmoid and Mul: both become the conv's epilogue."""
+    from torch import nn
+
+    import webcnn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.SiLU(), nn.Conv2d(8, 4, 1)).eval(), (1, 3, 9, 13),
+                          str(tmp_path / "silu.onnx"))
+    ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
+    assert ops == ["Conv", "Conv"], ops
 
 
 def test_argmax_select_last_index_matches_onnxruntime(browser, tmp_path):

@@ -11,7 +11,7 @@ from .ir import Graph, Node, chw_groups
 
 UNARY_ACTIVATIONS = {"Relu", "LeakyRelu", "Elu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus",
                      "Selu", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Softsign", "Celu",
-                     "Mish", "Gelu", "Erf"}
+                     "Mish", "Gelu", "Erf", "Round", "Sign", "Silu"}
 LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "Sum", "ChannelAffine", "Resize",
                      "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Relayout", "ChannelReduce"}
@@ -22,6 +22,7 @@ def optimize(g: Graph) -> Graph:
     drop_noops(g)
     canonicalise(g)
     fuse_gelu(g)
+    fuse_silu(g)
     fold_batchnorm(g)
     fuse_residual_add(g)
     fuse_activations(g)
@@ -221,6 +222,11 @@ def _slices_as_relayouts(g: Graph, node: Node) -> list[Node]:
     return nodes
 
 
+def _row_width(length: int, widest: int = 2048) -> int:
+    """The largest divisor of `length` up to `widest`: a row length for laying a long axis out as rows."""
+    return next(w for w in range(min(length, widest), 0, -1) if length % w == 0)
+
+
 def _instance_norm(g: Graph, node: Node) -> list[Node]:
     """InstanceNormalization (style-transfer generators; GroupNorm exports as one between reshapes) from global
     pools: m = mean(x), d = x - m, y = d / sqrt(mean(d * d) + eps) * scale + B, per channel over H and W."""
@@ -238,7 +244,8 @@ def _instance_norm(g: Graph, node: Node) -> list[Node]:
         g.tensors[name] = make(name, tuple(dims), value)
         return name
 
-    flat = shape if len(shape) == 4 else (shape[0], shape[1], 1, shape[2])   # [N, C, L] as [N, C, 1, L]
+    # [N, C, L] as [N, C, L / w, w]: GroupNorm's L (channels per group x H x W) is often wider than a texture
+    flat = shape if len(shape) == 4 else (shape[0], shape[1], shape[2] // _row_width(shape[2]), _row_width(shape[2]))
     pooled = flat[:2] + (1, 1)
     nodes = []
     if len(shape) == 3:
@@ -675,6 +682,19 @@ def fuse_gelu(g: Graph) -> None:
                 break
 
 
+def fuse_silu(g: Graph) -> None:
+    """x * Sigmoid(x), how torch.onnx exports nn.SiLU (EfficientNet, YOLO), becomes one activation: two passes over
+    the tensor become none once it joins its producer's epilogue."""
+    for sigmoid in [n for n in g.nodes if n.op == "Sigmoid"]:
+        x, s = sigmoid.inputs[0], sigmoid.outputs[0]
+        cons = g.consumers(s)
+        if not _single_use(g, s) or cons[0].op != "Mul" or sorted(cons[0].inputs) != sorted([x, s]):
+            continue
+        g.nodes.remove(sigmoid)
+        mul = cons[0]
+        g.nodes[g.nodes.index(mul)] = Node("Silu", mul.name, [x], mul.outputs[:1])
+
+
 def fuse_activations(g: Graph) -> None:
     for node in list(g.nodes):
         if node.op not in UNARY_ACTIVATIONS:
@@ -700,7 +720,7 @@ def activation_attrs(g: Graph, node: Node) -> dict:
 
 
 def merge_layout_chains(g: Graph) -> None:
-    """Runs of Reshape/Transpose/Flatten/Squeeze/Unsqueeze become one Relayout with the steps listed."""
+    """Runs of Reshape/Transpose/Flatten/Squeeze/Unsqueeze (and Relayouts) become one Relayout with the steps listed."""
     for node in list(g.nodes):
         if node.op not in LAYOUT_OPS and node.op != "Relayout" or node not in g.nodes:
             continue
@@ -710,10 +730,12 @@ def merge_layout_chains(g: Graph) -> None:
         while True:
             out = last.outputs[0]
             cons = g.consumers(out)
-            if len(cons) != 1 or out in g.outputs or cons[0].op not in LAYOUT_OPS:
+            # (a Relayout that canonicalise made, e.g. GroupNorm's rows, joins too: no wide tensor in between)
+            if len(cons) != 1 or out in g.outputs or not (
+                    cons[0].op in LAYOUT_OPS or cons[0].op == "Relayout" and not cons[0].epilogue):
                 break
             last = cons[0]
-            steps.append(_layout_step(g, last))
+            steps += last.attrs["steps"] if last.op == "Relayout" else [_layout_step(g, last)]
             g.nodes.remove(last)
         relayout = Node("Relayout", first.name, [first.inputs[0]], [last.outputs[0]], {"steps": steps})
         relayout.epilogue = first.epilogue   # a fused activation commutes with moving elements around

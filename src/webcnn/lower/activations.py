@@ -28,6 +28,9 @@ ACTIVATIONS = {
     "Reciprocal": ({}, "v = 1.0 / v;"),
     "Floor": ({}, "v = floor(v);"),
     "Ceil": ({}, "v = ceil(v);"),
+    "Round": ({}, "v = roundEven(v);"),   # ONNX rounds halves to even
+    "Sign": ({}, "v = sign(v);"),
+    "Silu": ({}, "v = v / (1.0 + exp(-v));"),   # internal: x * Sigmoid(x) as exported, fused (see fuse_silu)
 }
 
 # erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), since GLSL ES has no erf: e = erf(|z|).
