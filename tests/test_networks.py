@@ -192,6 +192,12 @@ def _small_networks():
         # GroupNorm over 32 groups of 8 channels at 64x64: each group's 32768 values are wider than a texture row
         "wide_group_norm": (nn.Sequential(nn.Conv2d(3, 256, 1), nn.GroupNorm(32, 256), nn.Conv2d(256, 4, 1)),
                             (1, 3, 64, 64)),
+        # softmax of logits far below zero over 5 and 21 channels (a partial last slice: its padding lanes must
+        # not join the sum), and over a long width and height (a statistics pass, then a normalising one)
+        "softmax_far_logits": (Lambda(lambda m, x: torch.cat([
+            torch.softmax(m["a"](x) - 100.0, 1), torch.log_softmax(m["b"](x) - 100.0, 1),
+            torch.softmax(3.0 * m["a"](x), 3)[:, :, :, :], torch.log_softmax(3.0 * m["a"](x), 2)], 1),
+            a=nn.Conv2d(3, 5, 3, 1, 1), b=nn.Conv2d(3, 21, 1)), (1, 3, 24, 40)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -204,7 +210,8 @@ def _small_networks():
                                   "expand_concat", "channel_reductions", "instance_and_group_norm", "class_map",
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
-                                  "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm"])
+                                  "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
+                                  "softmax_far_logits"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

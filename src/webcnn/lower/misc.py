@@ -11,6 +11,7 @@ from . import register
 from .core import View, float_literal, vec4_literal
 
 MAX_VIRTUAL_PARTS = 8  # a virtual concat costs one sampler per part in every reader
+LONG_SOFTMAX = 16      # past this many values along a row or column, softmax takes a statistics pass first
 
 
 def _axis(node, rank, default=0):
@@ -277,15 +278,34 @@ def lower_softmax(lw, node):
                                "of the texture layout, or over the whole of a [1, ...] tensor")
     out = lw.output_view(node.outputs[0])
     s_last = x.slices - 1
-    lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
+    # padding lanes are replaced by selection, never by arithmetic: they may hold anything, even inf
+    live = "bvec4(" + ", ".join("true" if i < x.channels - 4 * s_last else "false" for i in range(4)) + ")"
     if over_channels and x.slices == 1:
         # All channels in one texel: one fetch (the generic loops below fetch it three times).
-        body = (f"  vec4 a = X(0, oy, ox); vec4 lanes = {lanes};\n"
-                "  vec4 b = mix(vec4(-3.4e38), a, lanes);\n"
+        body = ("  vec4 a = X(0, oy, ox);\n"
+                f"  vec4 b = mix(vec4(-3.4e38), a, {live});\n"
                 "  float m = max(max(b.x, b.y), max(b.z, b.w));\n"
-                "  vec4 e = exp(a - m) * lanes; float sum = dot(e, vec4(1.0));\n")
-        body += "  v = e / sum;\n" if node.op == "Softmax" else "  v = (a - m - log(sum)) * lanes;\n"
+                f"  vec4 e = mix(vec4(0.0), exp(min(a - m, 0.0)), {live}); float sum = dot(e, vec4(1.0));\n")
+        body += "  v = e / sum;\n" if node.op == "Softmax" else f"  v = mix(vec4(0.0), a - m - log(sum), {live});\n"
         lw.emit(node, body, {"X": x}, out, 12.0)
+        return
+    if spatial and not over_channels and (x.height if spatial == "oy" else x.width) > LONG_SOFTMAX:
+        # A long axis (attention over many tokens): one pass keeps each row's running max and sum, another
+        # normalises, so each value costs O(1) instead of a loop over the whole axis.
+        n = x.height if spatial == "oy" else x.width
+        c, h, w = (x.channels, 2, x.width) if spatial == "oy" else (x.channels, x.height, 2)
+        stats = View(c, h, w, [lw.new_storage(c, h, w)])
+        at, which = ("t, i, ox", "oy") if spatial == "oy" else ("t, oy, i", "ox")
+        lw.emit(node, f"  vec4 m = vec4(-3.4e38), sum = vec4(0.0);\n  for (int i = 0; i < {n}; ++i) {{\n"
+                      f"    vec4 a = X({at}); vec4 top = max(m, a);\n"
+                      "    sum = sum * exp(m - top) + exp(a - top); m = top;\n  }\n"
+                      f"  v = {which} == 0 ? m : sum;\n", {"X": x}, stats, 12.0 * n, epilogue=False)
+        lw.passes[-1].op = f"{node.op}:stats"
+        m_at, s_at = ("t, 0, ox", "t, 1, ox") if spatial == "oy" else ("t, oy, 0", "t, oy, 1")
+        body = f"  vec4 m = S({m_at}), sum = S({s_at});\n"
+        body += ("  v = exp(X(t, oy, ox) - m) / sum;\n" if node.op == "Softmax" else
+                 "  v = X(t, oy, ox) - m - log(sum);\n")
+        lw.emit(node, body, {"X": x, "S": stats}, out, 12.0)
         return
     if spatial and not over_channels:
         # Each lane is its own channel: per-lane max and sum along one row or column.
@@ -304,10 +324,10 @@ def lower_softmax(lw, node):
             loop_close, at = "  }\n", "s, y, x"
             flops = 12.0 * x.slices * x.height * x.width
         body = ("  float m = -3.4e38;\n" + loop_open +
-                f"    vec4 a = X({at}); if (s == {s_last}) a = mix(vec4(-3.4e38), a, {lanes});\n"
+                f"    vec4 a = X({at}); if (s == {s_last}) a = mix(vec4(-3.4e38), a, {live});\n"
                 "    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));\n" + loop_close +
                 "  float sum = 0.0;\n" + loop_open +
-                f"    vec4 e = exp(X({at}) - m); if (s == {s_last}) e *= {lanes};\n"
+                f"    vec4 e = exp(min(X({at}) - m, 0.0)); if (s == {s_last}) e = mix(vec4(0.0), e, {live});\n"
                 "    sum += dot(e, vec4(1.0));\n" + loop_close)
     if node.op == "Softmax":
         body += "  v = exp(X(t, oy, ox) - m) / sum;\n"
@@ -334,13 +354,14 @@ def lower_normalize(lw, node):
     if over_channels:
         n = x.channels * x.height * x.width
         s_last = x.slices - 1
-        lanes = vec4_literal([1.0 if i < (x.channels - 4 * s_last) else 0.0 for i in range(4)])
+        lanes = "bvec4(" + ", ".join("true" if i < x.channels - 4 * s_last else "false" for i in range(4)) + ")"
+        # padding lanes are dropped by selection: multiplying them by 0 gives NaN where they hold inf
         loop = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
                 f" for (int x = 0; x < {x.width}; ++x) {{\n    vec4 a = X(s, y, x);"
-                f" vec4 live = s == {s_last} ? {lanes} : vec4(1.0);\n")
-        body = ("  float sum = 0.0;\n" + loop + "    sum += dot(a * live, vec4(1.0));\n  }\n"
+                f" bvec4 live = s == {s_last} ? {lanes} : bvec4(true);\n")
+        body = ("  float sum = 0.0;\n" + loop + "    sum += dot(mix(vec4(0.0), a, live), vec4(1.0));\n  }\n"
                 f"  float mean = sum / {float(n)};\n  float sq = 0.0;\n" + loop +
-                "    vec4 d = (a - mean) * live; sq += dot(d, d);\n  }\n"
+                "    vec4 d = mix(vec4(0.0), a - mean, live); sq += dot(d, d);\n  }\n"
                 f"  v = (X(t, oy, ox) - mean) / sqrt(sq / {float(n)} + {eps});\n")
         flops = 8.0 * x.slices * x.height * x.width
     else:
