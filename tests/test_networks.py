@@ -198,6 +198,10 @@ def _small_networks():
             torch.softmax(m["a"](x) - 100.0, 1), torch.log_softmax(m["b"](x) - 100.0, 1),
             torch.softmax(3.0 * m["a"](x), 3)[:, :, :, :], torch.log_softmax(3.0 * m["a"](x), 2)], 1),
             a=nn.Conv2d(3, 5, 3, 1, 1), b=nn.Conv2d(3, 21, 1)), (1, 3, 24, 40)),
+        # reductions over the features of a [1, C] vector: F.normalize of an embedding, a classifier's argmax
+        "vector_reductions": (Lambda(lambda m, x: torch.cat([
+            F.normalize(e := m["fc"](x.mean((2, 3))), dim=1), e.argmax(1, keepdim=True).float(),
+            e.amax(1, keepdim=True), e.sum(1, keepdim=True)], 1), fc=nn.Linear(3, 10)), (1, 3, 6, 7)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -211,7 +215,7 @@ def _small_networks():
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
                                   "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
-                                  "softmax_far_logits"])
+                                  "softmax_far_logits", "vector_reductions"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

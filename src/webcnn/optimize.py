@@ -349,9 +349,9 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
     shape = g.shape(node.inputs[0])
     if node.op in ("ArgMax", "ArgMin"):   # a segmentation net's class map: one axis, default 0
         axis = node.attrs.get("axis", 0) % max(len(shape), 1)
-        if len(shape) != 4 or axis != 1:
+        if not (len(shape) == 4 or len(shape) == 2 and shape[0] == 1) or axis != 1:
             raise UnsupportedError(node, f"{node.op} over axis {axis} of {list(shape)}",
-                                   f"{node.op} over the channel axis (1) of an NCHW tensor")
+                                   f"{node.op} over the channel axis (1) of an NCHW tensor or a [1, C] vector")
         node.attrs = {"axes": [1], "keepdims": node.attrs.get("keepdims", 1),
                       "last": node.attrs.get("select_last_index", 0)}
     axes = node.attrs.get("axes")
@@ -365,9 +365,11 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
     groups = chw_groups(shape) if len(shape) >= 3 else ([], [], [])
     along = (axes and node.op not in ("ArgMax", "ArgMin") and not spatial
              and set(axes) <= set(groups[1]) | set(groups[2]) and len(shape) in (3, 4))
-    if not (spatial or along or (len(shape) == 4 and axes == [1])) or node.attrs.get("noop_with_empty_axes", 0):
+    # the channels of NCHW, or the features of a [1, C] vector (F.normalize of an embedding, a classifier's argmax)
+    channels = axes == [1] and (len(shape) == 4 or len(shape) == 2 and shape[0] == 1)
+    if not (spatial or along or channels) or node.attrs.get("noop_with_empty_axes", 0):
         raise UnsupportedError(node, f"reducing axes {axes} of {list(shape)}",
-                               f"{node.op} over the channel axis (1) of an NCHW tensor"
+                               f"{node.op} over the channel axis (1) of an NCHW tensor or a [1, C] vector"
                                + ("" if node.op in ("ArgMax", "ArgMin") else
                                   ", or over its H axis, its W axis or both (the last two axes of a rank-3 or -4 "
                                   "tensor)"))
