@@ -185,3 +185,33 @@ def test_fused_pointwise_pair(browser, tmp_path):
     assert any(op.startswith("Conv:pointwise-pairx") for op in ops), ops   # x7: width 21 (compiler.fit_phases)
     report = verify(path, browser=browser)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
+
+
+class WideHead(nn.Module):
+    """A VGG-style classifier over a flattened map (6272 inputs: wider than a 4096 texture row) and a 3x3 conv with
+    more input channels than a small texture limit allows in one weight row."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 128, 3, 2, 1)
+        self.wide = nn.Conv2d(128, 8, 3, 1, 1)
+        self.fc1, self.fc2 = nn.Linear(128 * 7 * 7, 40), nn.Linear(40, 10)
+
+    def forward(self, x):
+        f = torch.relu(self.c(x))
+        return torch.cat([self.fc2(torch.relu(self.fc1(f.flatten(1)))), self.wide(f).mean((2, 3))], 1)
+
+
+@pytest.mark.parametrize("model,shape,max_texture_size", [
+    ("head", (1, 3, 14, 14), 4096), ("head", (1, 3, 14, 14), 1024),
+    # a phased (8 pixels per fragment) 1x1 and 3x3 conv over 300 channels under a 256 texture limit
+    ("phased", (1, 300, 4, 16), 256)])
+def test_weight_rows_wider_than_a_texture_are_folded(browser, tmp_path, model, shape, max_texture_size):
+    torch.manual_seed(0)
+    module = WideHead() if model == "head" else nn.Sequential(nn.Conv2d(300, 6, 1), nn.ReLU(),
+                                                              nn.Conv2d(6, 300, 1), nn.Conv2d(300, 5, 3, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = zoo.export(module.eval(), shape, str(tmp_path / "wide.onnx"))
+    report = verify(path, browser=browser, max_texture_size=max_texture_size)
+    assert report.ok, [(c.name, c.max_abs) for c in report.outputs]

@@ -109,7 +109,7 @@ def lower_conv(lw, node):
     kk = kh * kw
     if phased:
         body, texels, flops, kind = _phased_body(x, out, weight, group, init, kernel, strides, dilations, (pt, pl),
-                                                 transposed)
+                                                 lw.max_size, transposed)
         w = lw.add_weight(weight_from_texels(node.name + "/weight", texels, lw.max_size))
         samplers.insert(0, ("u_w", w))
         lw.emit(node, body, {"X": x}, out, flops, samplers=samplers, phased_body=True)
@@ -136,7 +136,7 @@ def lower_conv(lw, node):
         kind = "dense"
         cin4 = math.ceil(cin_g / 4)
         texels = dense_texels(weight)
-        wt = _weight_texel(texels)
+        texels, wt = _weight_texel(texels, lw.max_size)
         group_base = "0" if group == 1 else f"((t * 4) / {cout_g}) * {cin_g // 4}"
         inner = (f"      int wy = t * {kk} + k;\n"
                  f"      for (int c = 0; c < {cin4}; ++c) {{\n"
@@ -151,7 +151,7 @@ def lower_conv(lw, node):
         texels = np.zeros((cout4 * 4, kk), np.float32)
         texels[:cout] = weight.reshape(cout, kk)
         texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
-        wt = _weight_texel(texels)
+        texels, wt = _weight_texel(texels, lw.max_size)
         body = init + loops + f"      acc += X(t, iy, ix) * {wt('k', 't')};\n" + close + "  v = acc;\n"
         flops = 2.0 * 4 * kk
     else:
@@ -159,7 +159,7 @@ def lower_conv(lw, node):
         texels = np.zeros((cout4 * 4, cin_g * kk), np.float32)
         texels[:cout] = weight.reshape(cout, cin_g * kk)
         texels = texels.reshape(cout4, 4, cin_g * kk).transpose(0, 2, 1)  # texel (icg*kk + k, t)
-        wt = _weight_texel(texels)
+        texels, wt = _weight_texel(texels, lw.max_size)
         lanes = ""
         for lane in range(4):
             lanes += (f"      if (t * 4 + {lane} < {cout}) {{\n"
@@ -176,10 +176,21 @@ def lower_conv(lw, node):
     lw.passes[-1].op = f"{node.op}:{kind}"
 
 
-def _weight_texel(texels: np.ndarray):
-    """(x, y) -> GLSL fetching texel (x, y) of the weight texture made of `texels` [height, width, 4]."""
-    inv = inv_literal(texels.shape[1], texels.shape[0])
-    return lambda x, y: texel("u_w", inv, x, y)
+def _weight_texel(texels: np.ndarray, max_size: int):
+    """(texels as stored, (x, y) -> GLSL fetching texel (x, y) of `texels` [height, width, 4]). A row wider than
+    the texture limit (a classifier head over a flattened map: thousands of input channels) is stored folded into
+    blocks of rows, and the fetch finds the block."""
+    height, width = texels.shape[:2]
+    blocks = -(-width // max_size)
+    if blocks == 1 or blocks * height > max_size:   # fits; or cannot fold (weight_from_texels says so)
+        inv = inv_literal(width, height)
+        return texels, lambda x, y: texel("u_w", inv, x, y)
+    row = -(-width // blocks)
+    padded = np.zeros((height, blocks * row, 4), np.float32)
+    padded[:, :width] = texels
+    folded = padded.reshape(height, blocks, row, 4).transpose(1, 0, 2, 3).reshape(blocks * height, row, 4)
+    inv = inv_literal(row, blocks * height)
+    return folded, lambda x, y: texel("u_w", inv, f"({x}) % {row}", f"({y}) + (({x}) / {row}) * {height}")
 
 
 def dense_texels(weight: np.ndarray) -> np.ndarray:
@@ -191,7 +202,7 @@ def dense_texels(weight: np.ndarray) -> np.ndarray:
     return texels.reshape(cout4, 4, cin4 * 4, kk).transpose(0, 3, 2, 1).reshape(cout4 * kk, cin4 * 4, 4)
 
 
-def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, transposed=False):
+def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, max_size, transposed=False):
     """Direct convolution computing P horizontally adjacent output pixels per fragment (P = out.phases).
 
     Each weight texel is fetched once for the P pixels, and each input texel once for every (pixel, tap) pair that
@@ -251,7 +262,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         texels = np.zeros((cout4 * 4, kk), np.float32)
         texels[:cout] = weight.reshape(cout, kk)
         texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
-        wt = _weight_texel(texels)
+        texels, wt = _weight_texel(texels, max_size)
         weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')};\n" for kx in range(kw))
         # The input slice t lives in one part of a concatenated input: choose the part once per fragment.
         inner, offset = [], 0
@@ -267,7 +278,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         flops, kind = 2.0 * 4 * kk, "depthwise"
     else:
         texels = dense_texels(weight)
-        wt = _weight_texel(texels)
+        texels, wt = _weight_texel(texels, max_size)
         inner = f"    int wy = t * {kk} + ky * {kw};\n"
         offset = 0
         for k, part in enumerate(x.parts):
