@@ -202,6 +202,12 @@ def _small_networks():
         "vector_reductions": (Lambda(lambda m, x: torch.cat([
             F.normalize(e := m["fc"](x.mean((2, 3))), dim=1), e.argmax(1, keepdim=True).float(),
             e.amax(1, keepdim=True), e.sum(1, keepdim=True)], 1), fc=nn.Linear(3, 10)), (1, 3, 6, 7)),
+        # reductions over the channels and the map together: per-sample normalisation, a global max and sum, an L2
+        # norm over everything, and a min over every axis including the batch, without keepdim
+        "whole_map_reductions": (Lambda(lambda m, x: torch.cat([
+            ((f := m["c"](x)) - f.mean((1, 2, 3), keepdim=True)) / f.abs().amax((1, 2, 3), keepdim=True),
+            torch.linalg.vector_norm(f, 2, dim=(1, 2, 3), keepdim=True).expand(1, 1, 6, 7), f.sum((1, 3), keepdim=True).expand(1, 1, 6, 7),
+            f.amin((0, 1, 2, 3)).reshape(1, 1, 1, 1).expand(1, 1, 6, 7)], 1), c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 6, 7)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -215,7 +221,8 @@ def _small_networks():
                                   "convnext_block", "layernorm_tokens", "height_width_reductions",
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
                                   "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
-                                  "softmax_far_logits", "vector_reductions"])
+                                  "softmax_far_logits", "vector_reductions",
+                                  "whole_map_reductions"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

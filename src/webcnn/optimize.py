@@ -359,6 +359,25 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         axes = g.const(node.inputs[1])
         axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
     axes = sorted(a % len(shape) for a in axes) if axes is not None else None
+    if len(shape) == 4 and node.op not in ("ArgMax", "ArgMin") and axes is not None and len(axes) > 1 and 1 in axes \
+            and not node.attrs.get("noop_with_empty_axes", 0):
+        # over the channels and H and/or W (per-sample normalisation, a global max): the channels first, then the
+        # rest. Each of these reductions composes with itself (a mean of equal-sized means, an L2 of L2s).
+        keepdims = node.attrs.get("keepdims", 1)
+        rest_axes = [a for a in axes if a != 1 and shape[a] != 1]   # (size-1 axes, such as the batch, are no-ops)
+        if not rest_axes:
+            node.attrs = {"axes": [1], "keepdims": keepdims}
+            node.inputs = node.inputs[:1]
+        else:
+            inner = node.outputs[0] + "/channels"
+            g.tensors[inner] = type(g.tensors[node.outputs[0]])(inner, (shape[0], 1) + tuple(shape[2:]))
+            first = Node(node.op, node.name + "/channels", node.inputs[:1], [inner], {"axes": [1], "keepdims": 1})
+            rest = Node(node.op, node.name, [inner], node.outputs[:1], {"axes": rest_axes, "keepdims": keepdims})
+            i = g.nodes.index(node)
+            g.nodes[i:i + 1] = [first, rest]
+            _reduce_as_pool(g, first)
+            node = rest
+        return _reduce_as_pool(g, node)
     spatial = len(shape) == 4 and axes == [2, 3] and node.op in ("ReduceMean", "ReduceMax")
     # H only, W only (a CRNN's x.mean(2), a mean over tokens [1, T, C]), or H and W for the other reductions: the
     # texture's rows and columns, each lane on its own
