@@ -45,7 +45,7 @@ def _unsupported_attribute(path):
 
 
 def _unsupported_reduce_axes(path):
-    model = conv_model(extra_nodes=[helper.make_node("ReduceMean", ["y"], ["r"], name="reduce0", axes=[1, 2])])
+    model = conv_model(extra_nodes=[helper.make_node("ReduceMean", ["y"], ["r"], name="reduce0", axes=[0, 2])])
     model.opset_import[0].version = 13
     onnx.save(model, path)
 
@@ -57,7 +57,7 @@ MODEL_CORPUS = {
     "dynamic_shape": (lambda p: onnx.save(conv_model(dims=("N", 3, "H", "W")), p), ["symbolic", "--input-shape"]),
     "unsupported_op": (_unsupported, ["topk0", "TopK", "Supported:"]),
     "unsupported_attribute": (_unsupported_attribute, ["resize0", "antialias=1", "Supported:"]),
-    "unsupported_reduce_axes": (_unsupported_reduce_axes, ["reduce0", "ReduceMean", "axes [1, 2]", "channel axis (1)",
+    "unsupported_reduce_axes": (_unsupported_reduce_axes, ["reduce0", "ReduceMean", "axes [0, 2]", "channel axis (1)",
                                                            "its H axis, its W axis or both"]),
     "wrong_rank_weight": (lambda p: onnx.save(conv_model(weight=np.ones((4, 3, 3), np.float32)), p), ["weight"]),
     "non_float_input": (lambda p: onnx.save(conv_model(input_type=TensorProto.INT64), p), ["'x'", "INT64", "float32"]),
