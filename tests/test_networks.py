@@ -208,6 +208,13 @@ def _small_networks():
             ((f := m["c"](x)) - f.mean((1, 2, 3), keepdim=True)) / f.abs().amax((1, 2, 3), keepdim=True),
             torch.linalg.vector_norm(f, 2, dim=(1, 2, 3), keepdim=True).expand(1, 1, 6, 7), f.sum((1, 3), keepdim=True).expand(1, 1, 6, 7),
             f.amin((0, 1, 2, 3)).reshape(1, 1, 1, 1).expand(1, 1, 6, 7)], 1), c=nn.Conv2d(3, 5, 3, 1, 1)), (1, 3, 6, 7)),
+        # comparisons and Where: torch.where(x > 0, x, 0.5 x), a (x >= t).float() mask, logic on masks, equality of
+        # floored values (exact ties), and a broadcast threshold per channel
+        "comparisons_where": (Lambda(lambda m, x: torch.cat([
+            torch.where((f := m["c"](x)) > 0, f, 0.5 * f), (f >= 0.2).float() * f,
+            ((f < -0.1) & (f > -1.0) | (f > 1.5) ^ (f > 2.0)).float(), (~(f <= 0.3)).float(),
+            torch.eq(torch.floor(2 * f), 0).float(), torch.where(f > m["t"].weight.reshape(1, 5, 1, 1), 1.0, -f)], 1),
+            c=nn.Conv2d(3, 5, 3, 1, 1), t=nn.Conv2d(1, 5, 1)), (1, 3, 6, 7)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -222,7 +229,7 @@ def _small_networks():
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
                                   "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
                                   "softmax_far_logits", "vector_reductions",
-                                  "whole_map_reductions"])
+                                  "whole_map_reductions", "comparisons_where"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

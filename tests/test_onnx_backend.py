@@ -28,7 +28,8 @@ OPS = ["Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRel
        "HardSigmoid", "HardSwish", "Softplus", "Add", "Sub", "Mul", "Div", "Sum", "Concat", "MaxPool", "AveragePool",
        "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Pad", "Softmax", "Flatten", "Reshape", "Gemm",
        "MatMul", "Transpose", "LRN", "Dropout", "Identity", "Erf", "Expand", "Gelu",
-       "InstanceNormalization", "LayerNormalization", "Gather"]
+       "InstanceNormalization", "LayerNormalization", "Gather", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Where",
+       "Not", "And", "Or", "Xor", "Round", "Sign"]
 
 # Input positions that webcnn takes as compile-time constants, per op.
 FROZEN = {
@@ -157,6 +158,15 @@ def _collect():
 
 
 CASES = _collect()
+
+# The comparison and logic cases whose graph inputs are booleans or integers (or whose opset, 7 for And/Or/Xor, is
+# older than webcnn reads): refused like every other non-float input. Inside a graph, comparisons give 1.0 / 0.0.
+NON_FLOAT_LOGIC = "boolean or integer graph inputs (or opset 7): webcnn takes float32 inputs"
+EXCLUDED.update({name: NON_FLOAT_LOGIC for name, case in CASES.items()
+                 if case.model.graph.node[0].op_type in ("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal",
+                                                         "Where", "Not", "And", "Or", "Xor")
+                 and (any(vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT for vi in case.model.graph.input)
+                      or case.model.opset_import[0].version < 11)})
 
 
 def _freeze(case, frozen_positions=None):

@@ -30,6 +30,7 @@ ACTIVATIONS = {
     "Ceil": ({}, "v = ceil(v);"),
     "Round": ({}, "v = roundEven(v);"),   # ONNX rounds halves to even
     "Sign": ({}, "v = sign(v);"),
+    "Not": ({}, "v = vec4(equal(v, vec4(0.0)));"),
     "Silu": ({}, "v = v / (1.0 + exp(-v));"),   # internal: x * Sigmoid(x) as exported, fused (see fuse_silu)
 }
 

@@ -18,6 +18,13 @@ BINARY = {
     # exponent (x ** 3) and gives 1 for b = 0.
     "Pow": "mix(pow(abs(a), b) * mix(vec4(1.0), sign(a), equal(mod(b, 2.0), vec4(1.0))), vec4(1.0), "
            "equal(b, vec4(0.0)))",
+    # comparisons give 1.0 / 0.0 (ONNX's bool as float); And, Or, Xor and Not take any non-zero as true
+    "Greater": "vec4(greaterThan(a, b))", "Less": "vec4(lessThan(a, b))",
+    "GreaterOrEqual": "vec4(greaterThanEqual(a, b))", "LessOrEqual": "vec4(lessThanEqual(a, b))",
+    "Equal": "vec4(equal(a, b))",
+    "And": "vec4(notEqual(a, vec4(0.0))) * vec4(notEqual(b, vec4(0.0)))",
+    "Or": "max(vec4(notEqual(a, vec4(0.0))), vec4(notEqual(b, vec4(0.0))))",
+    "Xor": "vec4(notEqual(notEqual(a, vec4(0.0)), notEqual(b, vec4(0.0))))",
 }
 
 
@@ -62,7 +69,8 @@ def _operand(lw, node, name, out_shape, fn, const=None):
     return expr, {fn: view}
 
 
-@register("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow", attrs=[])
+@register("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow", "Greater", "Less", "GreaterOrEqual",
+          "LessOrEqual", "Equal", "And", "Or", "Xor", attrs=[])
 def lower_nary(lw, node):
     g = lw.g
     out_shape = g.shape(node.outputs[0])
@@ -82,6 +90,20 @@ def lower_nary(lw, node):
     if node.op == "Mean":
         body += f"  a /= {float(len(exprs))};\n"
     lw.emit(node, body + "  v = a;\n", inputs, out, float(4 * len(exprs)))
+
+
+@register("Where", attrs=[])
+def lower_where(lw, node):
+    """Where(condition, X, Y), the condition as 1.0 / 0.0 (a comparison's output) or any non-zero as true."""
+    g = lw.g
+    out_shape = g.shape(node.outputs[0])
+    inputs, exprs = {}, []
+    for k, name in enumerate(node.inputs[:3]):
+        expr, views = _operand(lw, node, name, out_shape, f"X{k}")
+        inputs.update(views)
+        exprs.append(expr)
+    body = f"  v = mix({exprs[2]}, {exprs[1]}, notEqual({exprs[0]}, vec4(0.0)));\n"
+    lw.emit(node, body, inputs, lw.output_view(node.outputs[0]), 4.0)
 
 
 @register(*ACTIVATIONS)
