@@ -215,6 +215,9 @@ def _small_networks():
             ((f < -0.1) & (f > -1.0) | (f > 1.5) ^ (f > 2.0)).float(), (~(f <= 0.3)).float(),
             torch.eq(torch.floor(2 * f), 0).float(), torch.where(f > m["t"].weight.reshape(1, 5, 1, 1), 1.0, -f)], 1),
             c=nn.Conv2d(3, 5, 3, 1, 1), t=nn.Conv2d(1, 5, 1)), (1, 3, 6, 7)),
+        # SIREN-style sine layers (omega 30: arguments in the tens) and a cosine
+        "sin_cos": (Lambda(lambda m, x: torch.cat([torch.sin(30.0 * m["c"](x)), torch.cos(m["c"](x))], 1),
+                    c=nn.Conv2d(3, 6, 1)), (1, 3, 9, 13)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -229,7 +232,8 @@ def _small_networks():
                                   "token_reductions", "constant_gathers", "bicubic", "self_attention",
                                   "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
                                   "softmax_far_logits", "vector_reductions",
-                                  "whole_map_reductions", "comparisons_where"])
+                                  "whole_map_reductions", "comparisons_where",
+                                  "sin_cos"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

@@ -29,7 +29,7 @@ OPS = ["Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "PRel
        "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Pad", "Softmax", "Flatten", "Reshape", "Gemm",
        "MatMul", "Transpose", "LRN", "Dropout", "Identity", "Erf", "Expand", "Gelu",
        "InstanceNormalization", "LayerNormalization", "Gather", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Where",
-       "Not", "And", "Or", "Xor", "Round", "Sign"]
+       "Not", "And", "Or", "Xor", "Round", "Sign", "Sin", "Cos"]
 
 # Input positions that webcnn takes as compile-time constants, per op.
 FROZEN = {

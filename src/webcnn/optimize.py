@@ -11,7 +11,7 @@ from .ir import Graph, Node, chw_groups
 
 UNARY_ACTIVATIONS = {"Relu", "LeakyRelu", "Elu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softplus",
                      "Selu", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Softsign", "Celu",
-                     "Mish", "Gelu", "Erf", "Round", "Sign", "Silu", "Not"}
+                     "Mish", "Gelu", "Erf", "Round", "Sign", "Silu", "Not", "Sin", "Cos"}
 LAYOUT_OPS = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "Sum", "ChannelAffine", "Resize",
                      "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "Relayout", "ChannelReduce"}

@@ -31,6 +31,8 @@ ACTIVATIONS = {
     "Round": ({}, "v = roundEven(v);"),   # ONNX rounds halves to even
     "Sign": ({}, "v = sign(v);"),
     "Not": ({}, "v = vec4(equal(v, vec4(0.0)));"),
+    "Sin": ({}, "v = sin(v);"),   # positional encodings, SIREN-style layers
+    "Cos": ({}, "v = cos(v);"),
     "Silu": ({}, "v = v / (1.0 + exp(-v));"),   # internal: x * Sigmoid(x) as exported, fused (see fuse_silu)
 }
 
