@@ -229,9 +229,10 @@ def test_case(name, browser, tmp_path):
     _run(browser, tmp_path, name, model, feeds, expected)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.model.graph.node[0].op_type == "MatMul"))
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.model.graph.node[0].op_type in ("MatMul", "Gemm")))
 def test_matmul_case_of_two_computed_tensors(name, browser, tmp_path):
-    """The MatMul cases again with both operands fed at run time (attention's products), not only constant B."""
+    """The MatMul and Gemm cases again with every operand fed at run time (attention's products), not only
+    constant B (and C)."""
     _run(browser, tmp_path, name, *_freeze(CASES[name], frozen_positions=()))
 
 

@@ -433,7 +433,7 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
     if b is None and node.op == "MatMul":
         return _batched_matmul(g, node)
     if b is None:
-        raise UnsupportedError(node, "the second operand is not a constant", "Gemm with constant B (or MatMul)")
+        return _gemm_of_computed(g, node)
     b = b.astype(np.float32)
     trans_a = node.op == "Gemm" and node.attrs.get("transA", 0)
     if node.op == "Gemm":
@@ -479,6 +479,51 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
         cname = node.name + "/C"
         g.tensors[cname] = type(g.tensors[a_name])(cname, full_bias.shape, full_bias)
         nodes.append(Node("Add", node.name + "/bias", [product, cname], [node.outputs[0]]))
+    return nodes
+
+
+def _gemm_of_computed(g: Graph, node: Node) -> list[Node]:
+    """Gemm with a computed B: alpha * op(A) @ op(B) + beta * C as transposes, a batched product, a scale and an
+    add (each left out where it is a no-op)."""
+    make = type(g.tensors[node.inputs[0]])
+    nodes, operands = [], []
+    for k, flag in ((0, "transA"), (1, "transB")):
+        name = node.inputs[k]
+        if node.attrs.get(flag, 0):
+            shape = g.shape(name)
+            new = f"{node.name}/{'ab'[k]}T"
+            if g.is_const(name):
+                g.tensors[new] = make(new, tuple(shape[::-1]), np.ascontiguousarray(g.const(name).T))
+            else:
+                g.tensors[new] = make(new, tuple(shape[::-1]))
+                nodes.append(Node("Relayout", new, [name], [new], {"steps": [("transpose", (1, 0))]}))
+            name = new
+        operands.append(name)
+    alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
+    c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    out = node.outputs[0]
+
+    def tensor(suffix, shape, value=None):
+        name = f"{node.name}/{suffix}"
+        g.tensors[name] = make(name, tuple(shape), value)
+        return name
+
+    product = out if alpha == 1.0 and c is None else tensor("gemm", g.shape(out))
+    nodes += _batched_matmul(g, Node("MatMul", node.name, operands, [product]))
+    if alpha != 1.0:
+        scaled = out if c is None else tensor("scaled", g.shape(out))
+        nodes.append(Node("Mul", node.name + "/alpha", [product, tensor("alpha", (), np.array(alpha, np.float32))],
+                          [scaled]))
+        product = scaled
+    if c is not None:
+        if beta != 1.0 and g.is_const(c):
+            c = tensor("betaC", g.shape(c), (g.const(c) * beta).astype(np.float32))
+        elif beta != 1.0:
+            scaled_c = tensor("betaC", g.shape(c))
+            nodes.append(Node("Mul", node.name + "/beta", [c, tensor("beta", (), np.array(beta, np.float32))],
+                              [scaled_c]))
+            c = scaled_c
+        nodes.append(Node("Add", node.name + "/C", [product, c], [out]))
     return nodes
 
 
