@@ -218,6 +218,13 @@ def _small_networks():
         # SIREN-style sine layers (omega 30: arguments in the tens) and a cosine
         "sin_cos": (Lambda(lambda m, x: torch.cat([torch.sin(30.0 * m["c"](x)), torch.cos(m["c"](x))], 1),
                     c=nn.Conv2d(3, 6, 1)), (1, 3, 9, 13)),
+        # a detector's outputs: each scale's anchors flattened into [1, N, k] rows (4160 + 1040 > 4096, a texture's
+        # size), sigmoid boxes, softmax over classes, the scales concatenated along N
+        "detection_rows": (Lambda(lambda m, x: torch.cat([
+            torch.cat([torch.sigmoid((b := m["box"](f)).permute(0, 2, 3, 1).reshape(1, -1, 4)),
+                       torch.softmax(m["cls"](f).permute(0, 2, 3, 1).reshape(1, -1, 5), -1)], 2)
+            for f in (m["c"](x), m["d"](m["c"](x)))], 1), c=nn.Conv2d(3, 8, 3, 1, 1), d=nn.Conv2d(8, 8, 3, 2, 1),
+            box=nn.Conv2d(8, 4, 1), cls=nn.Conv2d(8, 5, 1)), (1, 3, 65, 64)),
         # a style-transfer block (InstanceNorm2d) and GroupNorm (exported as InstanceNormalization between reshapes)
         "instance_and_group_norm": (nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(3, 6, 3), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
@@ -233,7 +240,7 @@ def _small_networks():
                                   "matmul_broadcast", "spatial_relayouts", "silu_round_sign", "wide_group_norm",
                                   "softmax_far_logits", "vector_reductions",
                                   "whole_map_reductions", "comparisons_where",
-                                  "sin_cos"])
+                                  "sin_cos", "detection_rows"])
 def test_small_network_matches_onnxruntime(browser, tmp_path, name):
     import torch
 

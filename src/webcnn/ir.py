@@ -68,7 +68,9 @@ def chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if r == 2:
         return (shape[1], 1, 1) if shape[0] == 1 else (shape[0], 1, shape[1])
     if r == 3:
-        return tuple(shape)
+        # [1, N, k] (tokens, a detector's anchors): N along the channels, so all four lanes are used and N may
+        # exceed a texture's size; [C, H, W] as it is
+        return (shape[1], 1, shape[2]) if shape[0] == 1 else tuple(shape)
     return (int(np.prod(shape[:-2])), shape[-2], shape[-1])
 
 
@@ -82,5 +84,5 @@ def chw_groups(shape: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]
     if r == 2:
         return ([0, 1], [], []) if shape[0] == 1 else ([0], [], [1])
     if r == 3:
-        return [0], [1], [2]
+        return ([0, 1], [], [2]) if shape[0] == 1 else ([0], [1], [2])
     return list(range(r - 2)), [r - 2], [r - 1]
