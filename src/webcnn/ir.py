@@ -31,6 +31,11 @@ class Graph:
     outputs: list[str]
     opset: int
 
+    def add_tensor(self, name: str, shape, value: np.ndarray | None = None) -> str:
+        """Declare a tensor that a rewrite introduces (a constant when `value` is given); returns its name."""
+        self.tensors[name] = Tensor(name, tuple(shape), value)
+        return name
+
     def is_const(self, name: str) -> bool:
         return name == "" or (name in self.tensors and self.tensors[name].const is not None)
 

@@ -180,8 +180,8 @@ def canonicalise(g: Graph) -> None:
             if len(g.shape(x)) < 2:
                 raise UnsupportedError(node, "input of rank < 2", "NCHW or NC inputs")
             sname, bname = node.name + "/scale", node.name + "/shift"
-            g.tensors[sname] = type(g.tensors[x])(sname, scale.shape, scale)
-            g.tensors[bname] = type(g.tensors[x])(bname, shift.shape, shift)
+            g.add_tensor(sname, scale.shape, scale)
+            g.add_tensor(bname, shift.shape, shift)
             g.nodes[i] = Node("ChannelAffine", node.name, [x, sname, bname], node.outputs[:1])
 
 
@@ -236,16 +236,17 @@ def _instance_norm(g: Graph, node: Node) -> list[Node]:
         raise UnsupportedError(node, "scale or B is computed", "constant scale and B")
     if len(shape) not in (3, 4):
         raise UnsupportedError(node, f"input of rank {len(shape)}", "[N, C, H, W] or [N, C, L] input")
-    make = type(g.tensors[x])
     names = {}
 
     def tensor(suffix, dims, value=None):
-        names[suffix] = name = f"{node.name}/{suffix}"
-        g.tensors[name] = make(name, tuple(dims), value)
-        return name
+        names[suffix] = g.add_tensor(f"{node.name}/{suffix}", dims, value)
+        return names[suffix]
 
     # [N, C, L] as [N, C, L / w, w]: GroupNorm's L (channels per group x H x W) is often wider than a texture
-    flat = shape if len(shape) == 4 else (shape[0], shape[1], shape[2] // _row_width(shape[2]), _row_width(shape[2]))
+    flat = shape
+    if len(shape) == 3:
+        row = _row_width(shape[2])
+        flat = (shape[0], shape[1], shape[2] // row, row)
     pooled = flat[:2] + (1, 1)
     nodes = []
     if len(shape) == 3:
@@ -277,17 +278,16 @@ def _layer_norm(g: Graph, node: Node) -> list[Node]:
     if consts[0] is None or (len(node.inputs) > 2 and node.inputs[2] and consts[1] is None):
         raise UnsupportedError(node, "Scale or B is computed", "constant Scale and B")
     axis = node.attrs.get("axis", -1) % len(shape)
-    make = type(g.tensors[x])
     normed = node.name + "/normalised"
-    g.tensors[normed] = make(normed, tuple(shape))
+    g.add_tensor(normed, shape)
     nodes = [Node("Normalize", node.name, [x], [normed], {"axis": axis, "epsilon": node.attrs.get("epsilon", 1e-5)})]
     scale, bias = consts
     scaled = node.outputs[0] if bias is None else node.name + "/scaled"
     if bias is not None:
-        g.tensors[scaled] = make(scaled, tuple(shape))
+        g.add_tensor(scaled, shape)
     for name, value in ((node.name + "/scale", scale), (node.name + "/bias", bias)):
         if value is not None:
-            g.tensors[name] = make(name, value.shape, value.astype(np.float32))
+            g.add_tensor(name, value.shape, value.astype(np.float32))
     nodes.append(Node("Mul", node.name + "/mul", [normed, node.name + "/scale"], [scaled]))
     if bias is not None:
         nodes.append(Node("Add", node.name + "/add", [scaled, node.name + "/bias"], node.outputs[:1]))
@@ -318,10 +318,9 @@ def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
     """A 1-D conv or pool (or global pool) over [N, C, L] runs as the 2-D one over [N, C, 1, L], between two
     relayouts."""
     (n, c, length), out_shape = g.shape(node.inputs[0]), g.shape(node.outputs[0])
-    make = type(g.tensors[node.inputs[0]])
     x2, y2 = node.name + "/2d_in", node.name + "/2d_out"
-    g.tensors[x2] = make(x2, (n, c, 1, length))
-    g.tensors[y2] = make(y2, (out_shape[0], out_shape[1], 1, out_shape[2]))
+    g.add_tensor(x2, (n, c, 1, length))
+    g.add_tensor(y2, (out_shape[0], out_shape[1], 1, out_shape[2]))
     attrs = dict(node.attrs)
     for key, pad_value in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("output_padding", 0),
                            ("output_shape", 1)):
@@ -335,7 +334,7 @@ def _1d_as_2d(g: Graph, node: Node) -> list[Node]:
         if w is None:
             raise UnsupportedError(node, "the weight is not a constant", "constant weights")
         wname = node.name + "/2d_weight"
-        g.tensors[wname] = make(wname, w.shape[:2] + (1,) + w.shape[2:], w.reshape(w.shape[:2] + (1,) + w.shape[2:]))
+        g.add_tensor(wname, w.shape[:2] + (1,) + w.shape[2:], w.reshape(w.shape[:2] + (1,) + w.shape[2:]))
         inputs[1] = wname
     return [Node("Relayout", node.name + "/to_2d", [node.inputs[0]], [x2], {"steps": [("reshape", g.shape(x2))]}),
             Node(node.op, node.name, inputs, [y2] + node.outputs[1:], attrs),
@@ -371,7 +370,7 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
             node.inputs = node.inputs[:1]
         else:
             inner = node.outputs[0] + "/channels"
-            g.tensors[inner] = type(g.tensors[node.outputs[0]])(inner, (shape[0], 1) + tuple(shape[2:]))
+            g.add_tensor(inner, (shape[0], 1) + tuple(shape[2:]))
             first = Node(node.op, node.name + "/channels", node.inputs[:1], [inner], {"axes": [1], "keepdims": 1})
             rest = Node(node.op, node.name, [inner], node.outputs[:1], {"axes": rest_axes, "keepdims": keepdims})
             i = g.nodes.index(node)
@@ -409,7 +408,7 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         g.nodes[g.nodes.index(node)] = Node(op, node.name, node.inputs[:1], [out], attrs)
         return
     pooled = out + "/keepdims"
-    g.tensors[pooled] = type(g.tensors[out])(pooled, kept)
+    g.add_tensor(pooled, kept)
     i = g.nodes.index(node)
     g.nodes[i:i + 1] = [Node(op, node.name, node.inputs[:1], [pooled], attrs),
                         Node("Reshape", node.name + "/squeeze", [pooled], [out])]
@@ -458,7 +457,7 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
     # With a full [M, N] bias the product goes to a tensor of its own, and an Add makes the output.
     product = node.outputs[0] if full_bias is None else node.outputs[0] + "/matmul"
     if full_bias is not None:
-        g.tensors[product] = type(g.tensors[a_name])(product, g.shape(node.outputs[0]))
+        g.add_tensor(product, g.shape(node.outputs[0]))
     if not trans_a and b.ndim == 2 and (len(a_shape) == 1 or len(a_shape) == 2 and a_shape[0] == 1):
         # A classifier head: the [1, K] vector already lies along the channels, so a plain 1x1 conv.
         conv_in, conv_out, groups = a_name, product, 1
@@ -469,17 +468,17 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
         nodes, conv_in, conv_out, groups, weight = _matmul_relayouts(g, node, a_shape, b, trans_a, product)
         attrs = {"kernel_shape": [1, 1], "group": groups}
     wname = node.name + "/weight"
-    g.tensors[wname] = type(g.tensors[a_name])(wname, weight.shape, weight.astype(np.float32))
+    g.add_tensor(wname, weight.shape, weight.astype(np.float32))
     inputs = [conv_in, wname]
     if bias is not None:
         bname = node.name + "/bias"
         bias = np.tile(bias, groups)
-        g.tensors[bname] = type(g.tensors[a_name])(bname, bias.shape, bias)
+        g.add_tensor(bname, bias.shape, bias)
         inputs.append(bname)
     nodes.insert(1 if nodes else 0, Node("Conv", node.name, inputs, [conv_out], attrs))
     if full_bias is not None:
         cname = node.name + "/C"
-        g.tensors[cname] = type(g.tensors[a_name])(cname, full_bias.shape, full_bias)
+        g.add_tensor(cname, full_bias.shape, full_bias)
         nodes.append(Node("Add", node.name + "/bias", [product, cname], [node.outputs[0]]))
     return nodes
 
@@ -487,7 +486,6 @@ def _matmul_as_conv(g: Graph, node: Node) -> list[Node]:
 def _gemm_of_computed(g: Graph, node: Node) -> list[Node]:
     """Gemm with a computed B: alpha * op(A) @ op(B) + beta * C as transposes, a batched product, a scale and an
     add (each left out where it is a no-op)."""
-    make = type(g.tensors[node.inputs[0]])
     nodes, operands = [], []
     for k, flag in ((0, "transA"), (1, "transB")):
         name = node.inputs[k]
@@ -495,9 +493,9 @@ def _gemm_of_computed(g: Graph, node: Node) -> list[Node]:
             shape = g.shape(name)
             new = f"{node.name}/{'ab'[k]}T"
             if g.is_const(name):
-                g.tensors[new] = make(new, tuple(shape[::-1]), np.ascontiguousarray(g.const(name).T))
+                g.add_tensor(new, shape[::-1], np.ascontiguousarray(g.const(name).T))
             else:
-                g.tensors[new] = make(new, tuple(shape[::-1]))
+                g.add_tensor(new, shape[::-1])
                 nodes.append(Node("Relayout", new, [name], [new], {"steps": [("transpose", (1, 0))]}))
             name = new
         operands.append(name)
@@ -506,9 +504,7 @@ def _gemm_of_computed(g: Graph, node: Node) -> list[Node]:
     out = node.outputs[0]
 
     def tensor(suffix, shape, value=None):
-        name = f"{node.name}/{suffix}"
-        g.tensors[name] = make(name, tuple(shape), value)
-        return name
+        return g.add_tensor(f"{node.name}/{suffix}", shape, value)
 
     product = out if alpha == 1.0 and c is None else tensor("gemm", g.shape(out))
     nodes += _batched_matmul(g, Node("MatMul", node.name, operands, [product]))
@@ -546,7 +542,6 @@ def _batched_matmul(g: Graph, node: Node) -> list[Node]:
     except ValueError:
         raise UnsupportedError(node, f"batch shapes {list(ba)} and {list(bb)} do not broadcast", "") from None
     groups = int(np.prod(batch, dtype=np.int64))
-    make = type(g.tensors[a_name])
     nodes = []
 
     def batched(name, shape, shape_2d, rows, cols, tag):
@@ -557,11 +552,11 @@ def _batched_matmul(g: Graph, node: Node) -> list[Node]:
         new = f"{node.name}/{tag}"
         if g.is_const(name):
             value = np.broadcast_to(g.const(name).astype(np.float32).reshape(shape_2d), full)
-            g.tensors[new] = make(new, target, value.reshape(target))
+            g.add_tensor(new, target, value.reshape(target))
             return new
         steps = [("reshape", shape_2d)] if shape != shape_2d else []
         steps += ([("broadcast", full)] if shape_2d != full else []) + [("reshape", target)]
-        g.tensors[new] = make(new, target)
+        g.add_tensor(new, target)
         nodes.append(Node("Relayout", new, [name], [new], {"steps": steps}))
         return new
 
@@ -570,7 +565,7 @@ def _batched_matmul(g: Graph, node: Node) -> list[Node]:
     out_shape = tuple(g.shape(node.outputs[0]))
     product = node.outputs[0] if out_shape == (1, groups, m, n) else node.name + "/product"
     if product != node.outputs[0]:
-        g.tensors[product] = make(product, (1, groups, m, n))
+        g.add_tensor(product, (1, groups, m, n))
     nodes.append(Node("BatchMatMul", node.name, [a, b], [product]))
     if product != node.outputs[0]:
         nodes.append(Node("Relayout", node.name + "/out", [product], node.outputs[:1],
@@ -600,10 +595,9 @@ def _matmul_relayouts(g, node, a_shape, b, trans_a, product):
             steps.append(("broadcast", bo + (m, k)))
         w = np.broadcast_to(b, bo + (k, n)).reshape(groups, k, n)
     steps += [("reshape", (groups, rows, k)), ("transpose", (0, 2, 1)), ("reshape", (1, groups * k, rows, 1))]
-    make = type(g.tensors[node.inputs[0]])
     conv_in, conv_out = node.name + "/rows", node.name + "/cols"
-    g.tensors[conv_in] = make(conv_in, (1, groups * k, rows, 1))
-    g.tensors[conv_out] = make(conv_out, (1, groups * n, rows, 1))
+    g.add_tensor(conv_in, (1, groups * k, rows, 1))
+    g.add_tensor(conv_out, (1, groups * n, rows, 1))
     back = [("reshape", (groups, n, rows)), ("transpose", (0, 2, 1)), ("reshape", g.shape(node.outputs[0]))]
     nodes = [Node("Relayout", node.name + "/to_conv", [node.inputs[0]], [conv_in], {"steps": steps}),
              Node("Relayout", node.name + "/from_conv", [conv_out], [product], {"steps": back})]
@@ -638,8 +632,8 @@ def fold_batchnorm(g: Graph) -> None:
         bias = g.const(prod.inputs[2]) if len(prod.inputs) > 2 and prod.inputs[2] else np.zeros(cout, np.float32)
         bias = bias * scale + shift
         wname, bname = prod.name + "/folded_w", prod.name + "/folded_b"
-        g.tensors[wname] = type(g.tensors[prod.inputs[0]])(wname, w.shape, w.astype(np.float32))
-        g.tensors[bname] = type(g.tensors[prod.inputs[0]])(bname, bias.shape, bias.astype(np.float32))
+        g.add_tensor(wname, w.shape, w.astype(np.float32))
+        g.add_tensor(bname, bias.shape, bias.astype(np.float32))
         prod.inputs = [prod.inputs[0], wname, bname]
         prod.outputs = [node.outputs[0]]
         g.nodes.remove(node)

@@ -195,6 +195,13 @@ precision highp sampler2DArray;
 """
 
 
+def live_lanes(channels: int) -> str:
+    """GLSL bvec4: which lanes of a tensor's last channel slice hold channels (the rest are padding). Padding lanes
+    are dropped by selecting with it, never by multiplying by 0: they may hold inf or NaN."""
+    live = channels - 4 * ((channels - 1) // 4)
+    return "bvec4(" + ", ".join("true" if i < live else "false" for i in range(4)) + ")"
+
+
 def render(functions: list[str], samplers: list, body: str, out: Storage, channels: int, epilogue: str = "",
            phased_body: bool = False) -> str:
     """Assemble a fragment shader: decode (t, oy, ox) of the output texel, run the body, mask padding lanes.
@@ -214,8 +221,7 @@ def render(functions: list[str], samplers: list, body: str, out: Storage, channe
     if channels % 4:
         # A select, not a multiply: a padding lane can hold inf or NaN (x / 0 against a constant's zero padding
         # lane, log(0), ...), and NaN * 0.0 is NaN, which the 0-weights of the next conv would spread.
-        lanes = ", ".join("true" if i < channels % 4 else "false" for i in range(4))
-        mask = f"  if (t == {out.slices - 1}) v = mix(vec4(0.0), v, bvec4({lanes}));\n"
+        mask = f"  if (t == {out.slices - 1}) v = mix(vec4(0.0), v, {live_lanes(channels)});\n"
     outs = "".join(f"layout(location = {j}) out vec4 outColor{j};\n" for j in range(P))
     main = "\nvoid main() {\n  ivec2 p = ivec2(gl_FragCoord.xy);\n" + decode
     if phased_body:

@@ -69,6 +69,16 @@ def _operand(lw, node, name, out_shape, fn, const=None):
     return expr, {fn: view}
 
 
+def _operands(lw, node, names, out_shape):
+    """_operand for each name, as X0, X1, ...: ({fetch function: view}, [GLSL expression])."""
+    inputs, exprs = {}, []
+    for k, name in enumerate(names):
+        expr, views = _operand(lw, node, name, out_shape, f"X{k}")
+        inputs.update(views)
+        exprs.append(expr)
+    return inputs, exprs
+
+
 @register("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow", "Greater", "Less", "GreaterOrEqual",
           "LessOrEqual", "Equal", "And", "Or", "Xor", attrs=[])
 def lower_nary(lw, node):
@@ -77,11 +87,7 @@ def lower_nary(lw, node):
     names = [n for n in node.inputs if n]
     if all(g.is_const(n) for n in names):
         raise UnsupportedError(node, "all operands are constant", "")
-    inputs, exprs = {}, []
-    for k, name in enumerate(names):
-        expr, views = _operand(lw, node, name, out_shape, f"X{k}")
-        inputs.update(views)
-        exprs.append(expr)
+    inputs, exprs = _operands(lw, node, names, out_shape)
     out = lw.output_view(node.outputs[0])
     template = BINARY[node.op]
     body = f"  vec4 a = {exprs[0]};\n"
@@ -95,13 +101,7 @@ def lower_nary(lw, node):
 @register("Where", attrs=[])
 def lower_where(lw, node):
     """Where(condition, X, Y), the condition as 1.0 / 0.0 (a comparison's output) or any non-zero as true."""
-    g = lw.g
-    out_shape = g.shape(node.outputs[0])
-    inputs, exprs = {}, []
-    for k, name in enumerate(node.inputs[:3]):
-        expr, views = _operand(lw, node, name, out_shape, f"X{k}")
-        inputs.update(views)
-        exprs.append(expr)
+    inputs, exprs = _operands(lw, node, node.inputs[:3], lw.g.shape(node.outputs[0]))
     body = f"  v = mix({exprs[2]}, {exprs[1]}, notEqual({exprs[0]}, vec4(0.0)));\n"
     lw.emit(node, body, inputs, lw.output_view(node.outputs[0]), 4.0)
 

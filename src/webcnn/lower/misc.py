@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import chw, chw_groups
 from . import register
-from .core import View, float_literal, vec4_literal
+from .core import View, float_literal, live_lanes
 
 MAX_VIRTUAL_PARTS = 8  # a virtual concat costs one sampler per part in every reader
 LONG_SOFTMAX = 16      # past this many values along a row or column, softmax takes a statistics pass first
@@ -278,8 +278,7 @@ def lower_softmax(lw, node):
                                "of the texture layout, or over the whole of a [1, ...] tensor")
     out = lw.output_view(node.outputs[0])
     s_last = x.slices - 1
-    # padding lanes are replaced by selection, never by arithmetic: they may hold anything, even inf
-    live = "bvec4(" + ", ".join("true" if i < x.channels - 4 * s_last else "false" for i in range(4)) + ")"
+    live = live_lanes(x.channels)
     if over_channels and x.slices == 1:
         # All channels in one texel: one fetch (the generic loops below fetch it three times).
         body = ("  vec4 a = X(0, oy, ox);\n"
@@ -354,11 +353,9 @@ def lower_normalize(lw, node):
     if over_channels:
         n = x.channels * x.height * x.width
         s_last = x.slices - 1
-        lanes = "bvec4(" + ", ".join("true" if i < x.channels - 4 * s_last else "false" for i in range(4)) + ")"
-        # padding lanes are dropped by selection: multiplying them by 0 gives NaN where they hold inf
         loop = (f"  for (int s = 0; s < {x.slices}; ++s) for (int y = 0; y < {x.height}; ++y)"
                 f" for (int x = 0; x < {x.width}; ++x) {{\n    vec4 a = X(s, y, x);"
-                f" bvec4 live = s == {s_last} ? {lanes} : bvec4(true);\n")
+                f" bvec4 live = s == {s_last} ? {live_lanes(x.channels)} : bvec4(true);\n")
         body = ("  float sum = 0.0;\n" + loop + "    sum += dot(mix(vec4(0.0), a, live), vec4(1.0));\n  }\n"
                 f"  float mean = sum / {float(n)};\n  float sq = 0.0;\n" + loop +
                 "    vec4 d = mix(vec4(0.0), a - mean, live); sq += dot(d, d);\n  }\n"

@@ -8,7 +8,7 @@ import { WebcnnError } from './errors.js';
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
 const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
-const MAX_FRAME_SHARE = 0.85;   // the adaptive budget grows up to this share of the display's frame period
+const MAX_FRAME_SHARE = 0.85;  // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
 const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice
 const MAX_QUEUED = 2;          // unsignalled slices worth more than this many budgets: wait (the estimates are off)
@@ -63,6 +63,12 @@ export class Scheduler {
     // Debug flag: one row per slice {at: submitted, frame: its frame's start, budget, room, est (ms), pieces, draws,
     // gpu: timer ms, done: when its fence was seen signalled, groups: [[pass, cost, estimated ms]]}.
     this.trace = trace ? [] : null;
+  }
+
+  // Between awaits: stop on an abort, or on a lost context (the model rebuilds and repeats the run).
+  check(signal) {
+    if (signal && signal.aborted) throw abortError(signal);
+    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
   }
 
   // GL objects of a lost context are dead: forget them, keep what was learned about speed.
@@ -146,8 +152,7 @@ export class Scheduler {
     let ts = await (this.tick || nextFrame());
     if (performance.now() - ts > this.period) ts = await nextFrame();
     this.tick = nextFrame();
-    if (signal && signal.aborted) throw abortError(signal);
-    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+    this.check(signal);
     this.frame = { start: ts, used: false };
     if (this.timer) this.collect();
     if (!this.retire()) {
@@ -236,13 +241,11 @@ export class Scheduler {
   // finish() runs right after the last draws, inside the same slice and fence (to start reading outputs back).
   // Resolves when the GPU is done with all of it.
   async execute(units, submit, { signal, onProgress, mode = this.mode, finish } = {}) {
-    const gl = this.gl;
     const throughput = mode === 'throughput';
     this.lastFrame = null;   // gaps between runs (upload, readback, the app's own work) are not late frames
     const pos = { unit: 0, row: 0 };
     while (pos.unit < units.length) {
-      if (signal && signal.aborted) throw abortError(signal);
-      if (gl.isContextLost()) throw new LostContextSignal('context lost');
+      this.check(signal);
       if (throughput) {
         if (this.inFlight.length) {
           await this.wake(signal);
@@ -274,8 +277,7 @@ export class Scheduler {
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5)));
-    if (signal && signal.aborted) throw abortError(signal);
-    if (this.gl.isContextLost()) throw new LostContextSignal('context lost');
+    this.check(signal);
     this.retire();
     // whatever room the frame has left is the next run's
     if (!this.inFlight.length) this.frame.used = false;
