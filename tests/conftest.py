@@ -3,6 +3,17 @@ import pytest
 from webcnn.browser import Browser
 
 
+def export_quietly(module, shape, path, *opset):
+    """torch.onnx export of module.eval() with the exporter's warnings silenced; returns the path."""
+    import warnings
+
+    from webcnn import zoo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return zoo.export(module.eval(), shape, str(path), *opset)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium per test process. If it cannot start, the browser tests fail (never skip)."""

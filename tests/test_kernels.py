@@ -1,15 +1,15 @@
 """The phased conv kernels (several output pixels per fragment, array-texture outputs) against onnxruntime, across
 kernel shapes, strides, dilations, pads, groups and transposed convs, and every phase count the compiler offers."""
-import warnings
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from webcnn import zoo
 from webcnn.compiler import compile as compile_model
 from webcnn.verify import verify
+
+from conftest import export_quietly
 
 
 class Then(nn.Module):
@@ -57,10 +57,7 @@ def models(tmp_path_factory):
             make, cin, (h, w) = CASES[name]
             torch.manual_seed(0)
             conv = make()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                path = str(out / f"{len(cache)}.onnx")
-                cache[name] = zoo.export(Then(conv, conv.out_channels).eval(), (1, cin, h, w), path)
+            cache[name] = export_quietly(Then(conv, conv.out_channels), (1, cin, h, w), out / f"{len(cache)}.onnx")
         return cache[name]
     return get
 
@@ -101,9 +98,7 @@ class ConcatThenDepthwise(nn.Module):
 @pytest.mark.parametrize("phases", [1, 8])
 def test_phased_conv_over_a_concat(browser, tmp_path, phases):
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(ConcatThenDepthwise().eval(), (1, 4, 9, 19), str(tmp_path / "cat.onnx"))
+    path = export_quietly(ConcatThenDepthwise(), (1, 4, 9, 19), tmp_path / "cat.onnx")
     report = verify(path, browser=browser, phases=phases)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
 
@@ -126,9 +121,7 @@ class UnalignedConcat(nn.Module):
 
 def test_unaligned_concat_copies(browser, tmp_path):
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(UnalignedConcat().eval(), (1, 3, 7, 19), str(tmp_path / "cat.onnx"))
+    path = export_quietly(UnalignedConcat(), (1, 3, 7, 19), tmp_path / "cat.onnx")
     ops = [p["op"] for p in compile_model(path).manifest["passes"]]
     assert ops.count("Concat") == 2, ops
     report = verify(path, browser=browser)
@@ -153,9 +146,7 @@ class UpsampleThenSoftmax(nn.Module):
 @pytest.mark.parametrize("scale,align_corners", [(2, False), (4, False), (2, True), (3, False)])
 def test_phased_resize_and_softmax(browser, tmp_path, scale, align_corners):
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(UpsampleThenSoftmax(scale, align_corners).eval(), (1, 3, 5, 7), str(tmp_path / "up.onnx"))
+    path = export_quietly(UpsampleThenSoftmax(scale, align_corners), (1, 3, 5, 7), tmp_path / "up.onnx")
     ops = [p["op"] for p in compile_model(path).manifest["passes"]]
     # integer factors dividing the 8 phases take the phased path; align_corners and x3 the generic one
     assert ("Resize:linearx8" in ops) == (scale in (2, 4) and not align_corners), ops
@@ -178,9 +169,7 @@ class PointwisePair(nn.Module):
 
 def test_fused_pointwise_pair(browser, tmp_path):
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(PointwisePair().eval(), (1, 3, 6, 21), str(tmp_path / "pair.onnx"))
+    path = export_quietly(PointwisePair(), (1, 3, 6, 21), tmp_path / "pair.onnx")
     ops = [p["op"] for p in compile_model(path).manifest["passes"]]
     assert any(op.startswith("Conv:pointwise-pairx") for op in ops), ops   # x7: width 21 (compiler.fit_phases)
     report = verify(path, browser=browser)
@@ -210,8 +199,6 @@ def test_weight_rows_wider_than_a_texture_are_folded(browser, tmp_path, model, s
     torch.manual_seed(0)
     module = WideHead() if model == "head" else nn.Sequential(nn.Conv2d(300, 6, 1), nn.ReLU(),
                                                               nn.Conv2d(6, 300, 1), nn.Conv2d(300, 5, 3, 1, 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(module.eval(), shape, str(tmp_path / "wide.onnx"))
+    path = export_quietly(module, shape, tmp_path / "wide.onnx")
     report = verify(path, browser=browser, max_texture_size=max_texture_size)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]

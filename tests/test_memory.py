@@ -1,11 +1,12 @@
 """Memory: the texture plan against its lower bound, zero-copy concats, fp16 storage, and no GL object leaks."""
-import warnings
 
 import pytest
 import torch
 
 from webcnn import zoo
 from webcnn.compiler import compile as compile_model
+
+from conftest import export_quietly
 
 WHITEBOARD = "src/whiteboard/assets/whiteboard.onnx"
 # Total texture bytes / (peak live activations + weights), as `webcnn compile --stats` reports it. Issue 6 asks for
@@ -21,9 +22,7 @@ def onnx_path(tmp_path_factory):
     def get(name):
         if name == "whiteboard":
             return WHITEBOARD
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return zoo.export(zoo.build(name), zoo.NETWORKS[name][1], str(out / f"{name}.onnx"))
+        return export_quietly(zoo.build(name), zoo.NETWORKS[name][1], out / f"{name}.onnx")
     return get
 
 
@@ -49,9 +48,7 @@ def tiny_conv_onnx(tmp_path, shape):
     """A seeded conv-relu-conv network: small enough to run many times in the browser."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return zoo.export(model.eval(), shape, str(tmp_path / "m.onnx"))
+    return export_quietly(model, shape, tmp_path / "m.onnx")
 
 
 RECORD_FORMATS = """() => {

@@ -1,10 +1,11 @@
 """Whole networks, built here with seeded weights (no downloads), compiled and run in Chromium vs onnxruntime."""
-import warnings
 
 import pytest
 
 from webcnn import zoo
 from webcnn.verify import verify
+
+from conftest import export_quietly
 
 # Measured fp16 (RGBA16F activations) error on these networks stays well inside this bound.
 FP16_TOLERANCE = 1e-2
@@ -17,9 +18,7 @@ def exported(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cache[name] = zoo.export(zoo.build(name), zoo.NETWORKS[name][1], str(out / f"{name}.onnx"))
+            cache[name] = export_quietly(zoo.build(name), zoo.NETWORKS[name][1], out / f"{name}.onnx")
         return cache[name]
     return get
 
@@ -246,9 +245,7 @@ def test_small_network_matches_onnxruntime(browser, tmp_path, name):
 
     torch.manual_seed(0)
     module, shape, *opset = _small_networks()[name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(module.eval(), shape, str(tmp_path / f"{name}.onnx"), *opset)
+    path = export_quietly(module, shape, tmp_path / f"{name}.onnx", *opset)
     report = verify(path, browser=browser)
     for c in report.outputs:
         assert c.scaled <= 1e-3, f"{name}/{c.name}: max abs {c.max_abs:.3e} vs max|ref| {c.max_ref:.3e}"
@@ -262,16 +259,12 @@ def test_exported_gelu_fuses_into_its_conv(tmp_path):
     import webcnn
 
     module, shape = _small_networks()["gelu_erf"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(module.eval(), shape, str(tmp_path / "gelu.onnx"))
+    path = export_quietly(module, shape, tmp_path / "gelu.onnx")
     assert isinstance(module[1], nn.GELU)
     ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
     assert ops == ["Conv", "Conv"], ops   # conv + GELU, conv
     module, shape = _small_networks()["gelu_tanh"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(module.eval(), shape, str(tmp_path / "gelu_tanh.onnx"))
+    path = export_quietly(module, shape, tmp_path / "gelu_tanh.onnx")
     passes = webcnn.compile(path).manifest["passes"]
     assert not any(p["op"] in ("Tanh", "Pow") or p["op"].startswith("Mul") for p in passes), [p["op"] for p in passes]
 
@@ -282,10 +275,8 @@ def test_exported_silu_fuses_into_its_conv(tmp_path):
 
     import webcnn
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = zoo.export(nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.SiLU(), nn.Conv2d(8, 4, 1)).eval(), (1, 3, 9, 13),
-                          str(tmp_path / "silu.onnx"))
+    path = export_quietly(nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.SiLU(), nn.Conv2d(8, 4, 1)), (1, 3, 9, 13),
+                          tmp_path / "silu.onnx")
     ops = [p["op"].split(":")[0] for p in webcnn.compile(path).manifest["passes"]]
     assert ops == ["Conv", "Conv"], ops
 
