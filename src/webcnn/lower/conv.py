@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from . import register
 from .activations import activation_glsl
-from .core import inv_literal, inv_size, row_token, sample, texel, weight_from_texels
+from .core import float_literal, inv_literal, inv_size, row_token, sample, texel, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -225,31 +225,57 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         taps = {(j, kx): j * sx + kx * dx for j in range(P) for kx in range(kw)}
         base = f"x0 * {sx} - {pl}"
     cols = sorted(set(taps.values()))
-    # Masks only where a real output pixel can read outside the row (padding; every case for transposed).
-    right = (out.width - 1) * sx - pl + (kw - 1) * dx
-    masked = transposed or pl > 0 or right >= x.width
+    # Mask (and clamp) only the columns that a fragment holding a real output pixel can read outside the row: the
+    # padding columns at either end (every column of a transposed conv).
+    last_x0 = (out.width - 1) // P * P
+    edge = {u: transposed or u - pl < 0 or last_x0 * sx - pl + u >= x.width for u in cols}
+    # A fragment's first pixel x0 is a multiple of P: where P * stride is a multiple of an input part's phases,
+    # every column's texel column is x0q * K + a constant and its layer a constant (x0q = x0 / P, from render), so
+    # the per-column divisions go (SwiftShader runs integer division lane by lane). Edge columns clamp their texel
+    # column instead of the pixel, so that needs a width a multiple of the phases (no padding pixels to land on).
+    aligned = not transposed and all((P * sx) % part.phases == 0 and (x.width % part.phases == 0 or not any(edge.values()))
+                                     for part in x.parts)
     head = ""
     for u in cols:
         name = _uname(u)
-        head += f"  int ix{name} = {base} + {u};\n"
-        if masked:
+        if edge[u] or not aligned:
+            head += f"  int ix{name} = {base} + {u};\n"
+        if edge[u]:
             head += f"  bool in{name} = ix{name} >= 0 && ix{name} < {x.width};\n"
-        head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
+        if not aligned:
+            head += f"  ix{name} = clamp(ix{name}, 0, {x.width - 1});\n"
     acc = "".join(f"  vec4 v{j} = acc;\n" for j in range(P))
     # Texel columns (and layers) of each input column, per input part, once per fragment: the loops then only add
     # a slice origin. (The sampler of part k is u_X{k}, as emit() names them.)
     for k, part in enumerate(x.parts):
         for u in cols:
             n = _uname(u)
-            if part.phases > 1:
+            if aligned:
+                step, (c0, layer) = P * sx // part.phases, divmod(u - pl, part.phases)
+                cx = f"x0q * {step} + {c0}"
+                head += f"  int cx{k}_{n} = " + (f"clamp({cx}, 0, {part.texel_width - 1});\n" if edge[u] else f"{cx};\n")
+                if part.phases > 1:
+                    head += f"  const int cl{k}_{n} = {layer};\n"
+            elif part.phases > 1:
                 head += f"  int cx{k}_{n} = ix{n} / {part.phases}; int cl{k}_{n} = ix{n} % {part.phases};\n"
             else:
                 head += f"  int cx{k}_{n} = ix{n};\n"
+            head += f"  float fu{k}_{n} = (float(cx{k}_{n}) + 0.5) * {inv_size(part)}.x;\n"
+            if part.phases > 1:
+                head += f"  float fl{k}_{n} = float(cl{k}_{n});\n"
 
     def fetch(k, part, u, ox, oy):
         n = _uname(u)
         f = texel(f"u_X{k}", inv_size(part), f"{ox}cx{k}_{n}", oy, f"cl{k}_{n}" if part.phases > 1 else None)
-        return f"({f} * float(in{n}))" if masked else f
+        return f"({f} * float(in{n}))" if edge[u] else f
+
+    def fetch_hoisted(k, part, u, su, sv):
+        """fetch() from float coordinates: the column's fu, plus the slice origin's su, at row coordinate sv."""
+        n = _uname(u)
+        uu = f"{su} + fu{k}_{n}" if su else f"fu{k}_{n}"
+        f = (f"texture(u_X{k}, vec3({uu}, {sv}, fl{k}_{n}))" if part.phases > 1
+             else f"texture(u_X{k}, vec2({uu}, {sv}))")
+        return f"({f} * float(in{n}))" if edge[u] else f
 
     def origin(part, s):
         """(x + , y + ) prefixes of slice s's origin in its part (iy added to y)."""
@@ -262,44 +288,53 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         texels = np.zeros((cout4 * 4, kk), np.float32)
         texels[:cout] = weight.reshape(cout, kk)
         texels = texels.reshape(cout4, 4, kk).transpose(0, 2, 1)  # texel (k, t)
+        unfolded = texels.shape[1]
         texels, wt = _weight_texel(texels, max_size)
-        weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')};\n" for kx in range(kw))
-        # The input slice t lives in one part of a concatenated input: choose the part once per fragment.
+        hoisted = texels.shape[1] == unfolded
+        if hoisted:
+            wx, wy = float_literal(1.0 / texels.shape[1]), float_literal(1.0 / texels.shape[0])
+            weights = f"    float wu = float(ky * {kw}) * {wx};\n" + "".join(
+                f"    vec4 w{kx} = texture(u_w, vec2(wu + {float_literal((kx + 0.5) / texels.shape[1])}, wv));\n"
+                for kx in range(kw))
+        else:
+            weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')};\n" for kx in range(kw))
+        # The input slice t lives in one part of a concatenated input: choose the part once per fragment, and find
+        # the slice's origin there once, outside the row loop.
         inner, offset = [], 0
         for k, part in enumerate(x.parts):
-            ox, oy = origin(part, f"(t - {offset})")
-            code = weights + f"    int sy = {oy};\n" + (f"    int sx = {ox[:-3]};\n" if ox else "")
-            for u in cols:
-                code += f"    {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
-                code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
-                code += "    }\n"
+            if hoisted:
+                inv, r = inv_size(part), row_token(part)
+                ts = f"(t - {offset})"
+                pre = f"  float wv = (float(t) + 0.5) * {wy};\n"
+                if part.cols == 1:
+                    pre += f"  float sv0 = (float({ts} * {part.height}{r}) + 0.5) * {inv}.y;\n"
+                else:
+                    pre += (f"  float su = float({ts} % {part.cols}) * ({part.texel_width}.0 * {inv}.x);\n"
+                            f"  float sv0 = (float(({ts} / {part.cols}) * {part.height}{r}) + 0.5) * {inv}.y;\n")
+                code = weights + f"    float sv = sv0 + float(iy) * {inv}.y;\n"
+                for u in cols:
+                    code += f"    {{ vec4 xv = {fetch_hoisted(k, part, u, 'su' if part.cols > 1 else '', 'sv')};\n"
+                    code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
+                    code += "    }\n"
+            else:
+                ox, oy = origin(part, f"(t - {offset})")
+                pre = ""
+                code = weights + f"    int sy = {oy};\n" + (f"    int sx = {ox[:-3]};\n" if ox else "")
+                for u in cols:
+                    code += f"    {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
+                    code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
+                    code += "    }\n"
             offset += part.slices
-            inner.append((f"t < {offset}", code))
+            inner.append((f"t < {offset}", pre, code))
         flops, kind = 2.0 * 4 * kk, "depthwise"
     else:
         texels = dense_texels(weight)
+        unfolded = texels.shape[1]
         texels, wt = _weight_texel(texels, max_size)
-        inner = f"    int wy = t * {kk} + ky * {kw};\n"
-        offset = 0
-        for k, part in enumerate(x.parts):
-            # one loop per concatenated part: its own sampler, no per-fetch part selection
-            ox, oy = origin(part, "c")
-            inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
-                      f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
-            if ox:
-                inner += f"      int sx = {ox[:-3]};\n"
-            # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
-            lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
-            for kx in range(kw):
-                columns = [wt(f"wx + {i}", f"wy + {kx}") if i < lanes else "vec4(0.0)"
-                           for i in range(4)]
-                inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
-            for u in cols:
-                inner += f"      {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
-                inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
-                inner += "      }\n"
-            inner += "    }\n"
-            offset += part.slices
+        if texels.shape[1] == unfolded:
+            inner = _dense_loop_hoisted(x, texels.shape[1], texels.shape[0], kk, kw, cols, taps, fetch_hoisted)
+        else:
+            inner = _dense_loop(x, wt, kk, kw, cols, taps, origin, fetch)
         flops, kind = 2.0 * 4 * x.channels * kk, "dense"
     if transposed:
         rows = (f"    int ny = oy + {pt} - ky * {dy};\n    if (ny < 0 || ny % {sy} != 0) continue;\n"
@@ -316,11 +351,71 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
             f"  for (int ky = 0; ky < {kh}; ++ky) {{\n") + rows + "@BODY@" + "  }\n"
     if isinstance(inner, list):
         branches = [("" if i == 0 else " else ") + (f"if ({cond}) " if i < len(inner) - 1 else "") + "{\n"
-                    + loop.replace("@BODY@", code) + "  }" for i, (cond, code) in enumerate(inner)]
+                    + pre + loop.replace("@BODY@", code) + "  }" for i, (cond, pre, code) in enumerate(inner)]
         body = init + head + acc + "".join(branches) + "\n"
     else:
         body = init + head + acc + loop.replace("@BODY@", inner)
     return body, texels, flops, kind + f"x{P}"
+
+
+def _dense_loop(x, wt, kk, kw, cols, taps, origin, fetch):
+    inner = f"    int wy = t * {kk} + ky * {kw};\n"
+    offset = 0
+    for k, part in enumerate(x.parts):
+        # one loop per concatenated part: its own sampler, no per-fetch part selection
+        ox, oy = origin(part, "c")
+        inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
+                  f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
+        if ox:
+            inner += f"      int sx = {ox[:-3]};\n"
+        # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
+        lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
+        for kx in range(kw):
+            columns = [wt(f"wx + {i}", f"wy + {kx}") if i < lanes else "vec4(0.0)"
+                       for i in range(4)]
+            inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
+        for u in cols:
+            inner += f"      {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
+            inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
+            inner += "      }\n"
+        inner += "    }\n"
+        offset += part.slices
+    return inner
+
+
+def _dense_loop_hoisted(x, w_width, w_height, kk, kw, cols, taps, fetch_hoisted):
+    """The dense input-channel loop with texture coordinates in float, everything but the slice step hoisted out:
+    SwiftShader's JIT does not move invariant integer division and conversions out of the loop itself."""
+    wx, wy = float_literal(1.0 / w_width), float_literal(1.0 / w_height)
+    inner = "".join(f"    float wv{kx} = (float(t * {kk} + ky * {kw} + {kx}) + 0.5) * {wy};\n" for kx in range(kw))
+    offset = 0
+    for k, part in enumerate(x.parts):
+        inv = inv_size(part)
+        r = row_token(part)
+        # the slice origin steps along the cols x rows grid by float adds: no division in the loop
+        inner += f"    {{ float sv = (float(iy{r}) + 0.5) * {inv}.y;\n"
+        if part.cols > 1:
+            inner += "    float su = 0.0;\n"
+        inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
+                  f"      float wu = float(c) * {float_literal(4.0 / w_width)};\n")
+        lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
+        for kx in range(kw):
+            columns = [f"texture(u_w, vec2(wu + {float_literal((4 * offset + i + 0.5) / w_width)}, wv{kx}))"
+                       if i < lanes else "vec4(0.0)" for i in range(4)]
+            inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
+        for u in cols:
+            f = fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv")
+            inner += f"      {{ vec4 xv = {f};\n"
+            inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu2 in taps.items() if uu2 == u)
+            inner += "      }\n"
+        if part.cols == 1:
+            inner += f"      sv += {part.height}.0 * {inv}.y;\n"
+        else:
+            inner += (f"      su += {part.texel_width}.0 * {inv}.x;\n"
+                      f"      if (su > {part.cols - 0.5} * {part.texel_width}.0 * {inv}.x) {{ su = 0.0; sv += {part.height}.0 * {inv}.y; }}\n")
+        inner += "    }}\n"
+        offset += part.slices
+    return inner
 
 
 def _uname(u: int) -> str:

@@ -212,11 +212,14 @@ def render(functions: list[str], samplers: list, body: str, out: Storage, channe
     P = out.phases
     tw = out.texel_width
     decode = f"  int py = p.y - @Y{out.id}@;\n"
+    # x0q: the fragment's texel column in its slice (x0 = x0q * P). Two divisions: SwiftShader runs integer
+    # division lane by lane.
     if out.cols == 1:
-        decode += f"  int t = py / {out.height}; int oy = py - t * {out.height}; int x0 = p.x * {P};\n"
+        decode += f"  int t = py / {out.height}; int oy = py - t * {out.height}; int x0q = p.x; int x0 = x0q * {P};\n"
     else:
-        decode += (f"  int t = (py / {out.height}) * {out.cols} + p.x / {tw};\n"
-                   f"  int oy = py % {out.height}; int x0 = (p.x % {tw}) * {P};\n")
+        decode += (f"  int ty = py / {out.height}; int tx = p.x / {tw};\n"
+                   f"  int t = ty * {out.cols} + tx; int oy = py - ty * {out.height};\n"
+                   f"  int x0q = p.x - tx * {tw}; int x0 = x0q * {P};\n")
     mask = ""
     if channels % 4:
         # A select, not a multiply: a padding lane can hold inf or NaN (x / 0 against a constant's zero padding
