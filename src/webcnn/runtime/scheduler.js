@@ -104,7 +104,10 @@ export class Scheduler {
     const cost = groups.reduce((a, g) => a + g.cost, 0);
     for (const { key, ms: groupMs } of groups) {
       const prev = this.passRate.get(key);
-      const rate = (prev || this.rate) * (est / ms) ** ((prev ? 0.5 : 1) * groupMs / est);
+      // A pass already timed on its own takes its share of the error; one never timed alone (throughput mode times
+      // only whole runs) takes all of it, so that a run's estimate converges as a whole.
+      const known = (this.passSamples.get(key) || 0) >= LEARN_SAMPLES;
+      const rate = (prev || this.rate) * (est / ms) ** ((prev ? 0.5 : 1) * (known ? groupMs / est : 1));
       this.passRate.set(key, Math.max(MIN_RATE, rate));
       if (groups.length === 1) this.passSamples.set(key, (this.passSamples.get(key) || 0) + 1);
     }
@@ -139,6 +142,8 @@ export class Scheduler {
       if (slice.row) slice.row.done = performance.now();
       if (!this.timer && slice.frames === 0) this.rate *= 1.05;
     }
+    // the GPU is idle: an estimate that ran past now was too slow
+    if (!this.inFlight.length) this.gpuFree = Math.min(this.gpuFree, performance.now());
     return this.inFlight.length === 0;
   }
 
@@ -210,7 +215,8 @@ export class Scheduler {
     const row = this.trace ? { at: performance.now(), frame: this.frame.start, budget: this.budgetMs, room, est: ms, gpu: 0, groups: [] } : null;
     let draws = 0;
     let pieces = 0;
-    const learning = groups.some((g) => (this.passSamples.get(g.key) || 0) < LEARN_SAMPLES);
+    // timed: 'passes' (each pass on its own while it is new, then whole slices), 'slice' (one query), or false
+    const learning = timed === 'passes' && groups.some((g) => (this.passSamples.get(g.key) || 0) < LEARN_SAMPLES);
     const spans = timed && this.timer ? (learning ? groups.map((g) => [g]) : [groups]) : [];
     for (const span of spans.length ? spans : [groups]) {
       const query = spans.length ? gl.createQuery() : null;
@@ -251,19 +257,21 @@ export class Scheduler {
           await this.wake(signal);
           continue;
         }
-        this.submitSlice(units, pos, Infinity, submit, finish, false);
+        // one query for the whole run: its end can then be awaited on a timer, not on the next frame (which a
+        // busy software GPU delays)
+        this.submitSlice(units, pos, Infinity, submit, finish, 'slice');
       } else {
         const room = this.room();
         if (room < MIN_SLICE_MS) {
           this.adapt(await this.wake(signal));
           continue;
         }
-        this.submitSlice(units, pos, room, submit, finish, true);
+        this.submitSlice(units, pos, room, submit, finish, 'passes');
       }
       if (onProgress) onProgress({ phase: 'run', done: pos.unit, total: units.length });
     }
     if (!units.length && finish) finish();
-    while (this.inFlight.length) await this.settle(signal);
+    while (this.inFlight.length) await (throughput ? this.settleOnTimer(signal) : this.settle(signal));
     if (this.timer) this.collect();
   }
 
@@ -281,6 +289,17 @@ export class Scheduler {
     this.retire();
     // whatever room the frame has left is the next run's
     if (!this.inFlight.length) this.frame.used = false;
+  }
+
+  // Throughput mode's end: the page's frames wait on the GPU, so check the fence on a timer, once a frame period
+  // and once when the GPU should be done (each check costs a software GPU: polling often slowed a run by 15%).
+  async settleOnTimer(signal) {
+    const ahead = this.gpuFree - performance.now();
+    const wait = ahead > 0 ? Math.min(this.period, ahead + 0.5) : this.period;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    this.check(signal);
+    if (this.timer) this.collect();
+    this.retire();
   }
 
   // Poll a fence across frames without ever blocking the main thread.
