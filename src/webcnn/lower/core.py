@@ -130,11 +130,11 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
     for k, part in enumerate(view.parts):
         u = f"{sampler_prefix}{k}"
         samplers.append((u, part))
-        fetch = sample(u, part, "s", "y", "x")
+        fetch = _divided_sample(u, part)
         if k == len(view.parts) - 1:
-            lines.append(f"  return {fetch};")
+            lines.append(fetch.rstrip("\n").replace("    ", "  ", 1).replace("\n    ", "\n  "))
         else:
-            lines.append(f"  if (s < {part.slices}) return {fetch};")
+            lines.append(f"  if (s < {part.slices}) {{\n{fetch}  }}")
             lines.append(f"  s -= {part.slices};")
     lines.append("}")
     return "\n".join(lines), samplers
@@ -158,6 +158,22 @@ def texel(sampler: str, inv: str, x: str, y: str, layer: str | None = None) -> s
     whatever the level of detail (so also in non-uniform control flow)."""
     uv = f"(vec2(float({x}), float({y})) + 0.5) * {inv}"
     return f"texture({sampler}, {uv})" if layer is None else f"texture({sampler}, vec3({uv}, float({layer})))"
+
+
+def _divided_sample(sampler: str, part: Part) -> str:
+    """Statements returning sample() of (s, y, x) with one division per quotient-remainder pair, not two:
+    SwiftShader runs integer division lane by lane."""
+    p, r = part.phases, row_token(part)
+    code = ""
+    if p > 1:
+        code += f"    int xq = x / {p}; int xl = x - xq * {p};\n"
+    col = "xq" if p > 1 else "x"
+    if part.cols == 1:
+        tx, ty = col, f"s * {part.height} + y{r}"
+    else:
+        code += f"    int sq = s / {part.cols}; int sr = s - sq * {part.cols};\n"
+        tx, ty = f"sr * {part.texel_width} + {col}", f"sq * {part.height} + y{r}"
+    return code + f"    return {texel(sampler, inv_size(part), tx, ty, 'xl' if p > 1 else None)};\n"
 
 
 def sample(sampler: str, part: Part, s: str, y: str, x: str) -> str:
