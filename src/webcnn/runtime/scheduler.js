@@ -8,7 +8,7 @@ import { WebcnnError } from './errors.js';
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
 const MIN_RATE = 1e4;          // FLOP per ms: a floor so one slow frame cannot stall progress forever
 const INITIAL_RATE = 5e5;      // a cautious first guess (0.5 GFLOP/s); learned from the first frames
-const MAX_FRAME_SHARE = 0.85;  // the adaptive budget grows up to this share of the display's frame period
+const MAX_FRAME_SHARE = 0.9;   // the adaptive budget grows up to this share of the display's frame period
 const LATE_FRAME = 1.5;        // a frame interval this many periods long is a missed frame: cut the budget
 const LATE_START = 0.6;        // a frame further gone than this share of its period gets no slice
 const MAX_QUEUED = 2;          // unsignalled slices worth more than this many budgets: wait (the estimates are off)
@@ -275,20 +275,19 @@ export class Scheduler {
     if (this.timer) this.collect();
   }
 
-  // The end of a run: check its last fences when they should have passed, a few times early in the frame, so that
-  // the caller's next run can start in this same frame instead of the next one.
+  // The end of a run: check its last fences on a timer from when they should have passed, so that the caller's
+  // next run can start within a frame. Chromium updates a fence's status only after a poll round trip, so a fence
+  // checked once a frame is seen a frame or two after the GPU is done: that cost a run of the whiteboard U-Net three
+  // frames. Polling stops at a frame's worth past the estimate (the estimate was wrong; each check costs the GPU).
   async settle(signal) {
     const now = performance.now();
-    const deadline = this.frame.start + LATE_START * this.period;
-    if (now + SETTLE_POLL_MS > deadline || this.gpuFree > deadline) {
-      await this.wake(signal);
+    if (now > this.gpuFree + this.period) {
+      this.adapt(await this.wake(signal));
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5)));
     this.check(signal);
-    this.retire();
-    // whatever room the frame has left is the next run's
-    if (!this.inFlight.length) this.frame.used = false;
+    if (this.retire() && performance.now() - this.frame.start < this.period) this.frame.used = false;
   }
 
   // Throughput mode's end: the page's frames wait on the GPU, so check the fence on a timer, once a frame period
