@@ -257,8 +257,8 @@ export class Scheduler {
           await this.wake(signal);
           continue;
         }
-        // one query for the whole run: its end can then be awaited on a timer, not on the next frame (which a
-        // busy software GPU delays)
+        // one query for the whole run: its end can then be awaited on a timer (settle), not on the next frame,
+        // which a busy software GPU delays
         this.submitSlice(units, pos, Infinity, submit, finish, 'slice');
       } else {
         const room = this.room();
@@ -271,12 +271,12 @@ export class Scheduler {
       if (onProgress) onProgress({ phase: 'run', done: pos.unit, total: units.length });
     }
     if (!units.length && finish) finish();
-    while (this.inFlight.length) await (throughput ? this.settleOnTimer(signal) : this.settle(signal));
+    while (this.inFlight.length) await this.settle(signal);
     if (this.timer) this.collect();
   }
 
-  // The end of a run: check its last fences on a timer from when they should have passed, so that the caller's
-  // next run can start within a frame. Chromium updates a fence's status only after a poll round trip, so a fence
+  // The end of a run (either mode): check its last fences on a timer from when they should have passed, so that
+  // the caller's next run can start within a frame. Chromium updates a fence's status only after a poll round trip, so a fence
   // checked once a frame is seen a frame or two after the GPU is done: that cost a run of the whiteboard U-Net three
   // frames. Polling stops at a frame's worth past the estimate (the estimate was wrong; each check costs the GPU).
   async settle(signal) {
@@ -288,17 +288,6 @@ export class Scheduler {
     await new Promise((resolve) => setTimeout(resolve, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5)));
     this.check(signal);
     if (this.retire() && performance.now() - this.frame.start < this.period) this.frame.used = false;
-  }
-
-  // Throughput mode's end: the page's frames wait on the GPU, so check the fence on a timer, once a frame period
-  // and once when the GPU should be done (each check costs a software GPU: polling often slowed a run by 15%).
-  async settleOnTimer(signal) {
-    const ahead = this.gpuFree - performance.now();
-    const wait = ahead > 0 ? Math.min(this.period, ahead + 0.5) : this.period;
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    this.check(signal);
-    if (this.timer) this.collect();
-    this.retire();
   }
 
   // Poll a fence across frames without ever blocking the main thread.
