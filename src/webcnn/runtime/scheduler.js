@@ -285,7 +285,9 @@ export class Scheduler {
       this.adapt(await this.wake(signal));
       return;
     }
-    await new Promise((resolve) => setTimeout(resolve, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5)));
+    // at least once a period: an unlearned estimate (a first run) can be seconds too long
+    const wait = Math.min(this.period, Math.max(SETTLE_POLL_MS, this.gpuFree - now + 0.5));
+    await new Promise((resolve) => setTimeout(resolve, wait));
     this.check(signal);
     if (this.retire() && performance.now() - this.frame.start < this.period) this.frame.used = false;
   }
