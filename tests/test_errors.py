@@ -107,6 +107,17 @@ def test_verify_names_a_reference_that_cannot_run(tmp_path):
     assert "Dilation" in lines[0] and "Traceback" not in result.stderr + result.stdout
 
 
+def test_kernels_against_an_unknown_revision(tmp_path):
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_model(), path)
+    result = run_cli("kernels", "--profile", str(path), "--against", "no-such-revision")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no-such-revision" in lines[0] and "pass a commit" in lines[0], result.stderr
+    result = run_cli("kernels", "--against", "HEAD")
+    assert result.returncode == 2 and "--against needs --profile" in result.stderr, result.stderr
+
+
 def test_python_api_raises_webcnn_error():
     with pytest.raises(webcnn.UnsupportedError, match="TopK"):
         model = conv_model(extra_nodes=[helper.make_node("TopK", ["y", "k"], ["v", "i"], name="topk0")])

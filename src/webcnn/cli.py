@@ -152,13 +152,21 @@ def bench(networks, seconds, min_inferences, max_seconds, systems, budget_ms, ou
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds; the best of each is kept.")
 @click.option("--profile", "profile_model", type=click.Path(dir_okay=False), default=None,
               help="Instead: time every pass of this model's bundle.")
+@click.option("--against", "against_rev", metavar="REV", default=None,
+              help="With --profile: time the whole model compiled by git revision REV and by this tree, alternating.")
 @input_shape_option
-def kernels(systems, phase_list, rounds, profile_model, input_shapes):
+def kernels(systems, phase_list, rounds, profile_model, against_rev, input_shapes):
     """Per-layer GFLOP/s of each conv kind, webcnn vs TF.js WebGL on the same shape (or --profile MODEL)."""
     from . import kernelbench
     from .importer import parse_input_shapes
 
     phases = [int(p) for p in phase_list.split(",")]
+    if against_rev:
+        if not profile_model:
+            raise WebcnnError("--against needs --profile MODEL: the model to compile both ways")
+        kernelbench.against(profile_model, against_rev, parse_input_shapes(input_shapes), rounds=rounds,
+                            echo=click.echo)
+        return
     if profile_model:
         kernelbench.profile(profile_model, parse_input_shapes(input_shapes), phases=phases[0], echo=click.echo)
         return

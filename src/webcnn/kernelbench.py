@@ -9,6 +9,7 @@ CPU time barely. GFLOP/s = the layer's FLOPs / that time.
     webcnn kernels --phases 1,4,8                    # what the phased kernels bought, layer by layer
     webcnn kernels --systems webcnn                  # webcnn only, no peers needed
     webcnn kernels --profile src/whiteboard/assets/whiteboard.onnx
+    webcnn kernels --profile MODEL.onnx --against HEAD~3   # what the compiler changes since HEAD~3 bought
 """
 from __future__ import annotations
 
@@ -259,28 +260,48 @@ def profile(model, input_shapes=None, precision="fp32", top=25, echo=print, **co
     return rows
 
 
-def compare(model, variants: dict, input_shapes=None, rounds=3, precision="fp32", echo=print) -> dict:
-    """Time one model compiled several ways ({label: compile options}) in one browser, in alternation, by the GPU
-    process's CPU time per whole run (and wall time)."""
+def against(model, rev: str, input_shapes=None, rounds=5, precision="fp32", echo=print) -> dict:
+    """MODEL compiled by git revision REV of this repository and by this tree, timed in alternation in one browser
+    (whole run, GPU-process CPU): what a compiler change bought, with the machine's drift shared by both."""
+    import io
+    import json
+    import statistics
+    import subprocess
+    import sys
+    import tarfile
+
     from .compiler import compile as compile_model
 
-    best = {}
-    with tempfile.TemporaryDirectory(prefix="webcnn-compare-") as tmp:
+    repo = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src"], capture_output=True)
+    if archive.returncode:
+        raise WebcnnError(f"cannot export revision {rev!r} of {repo}: {archive.stderr.decode().strip()[:200]}; "
+                          "pass a commit of this repository (and run from a git checkout)")
+    runs: dict = {rev: [], "this tree": []}
+    with tempfile.TemporaryDirectory(prefix="webcnn-against-") as tmp:
         work = Path(tmp)
-        for i, options in enumerate(variants.values()):
-            compile_model(model, input_shapes=input_shapes, out_dir=str(work / f"v{i}"), **options)
+        tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(work / "rev")
+        shapes = {k: list(v) for k, v in (input_shapes or {}).items()}
+        script = ("import json, sys; from webcnn.compiler import compile; "
+                  "compile(sys.argv[1], input_shapes=json.loads(sys.argv[2]) or None, out_dir=sys.argv[3])")
+        old = subprocess.run([sys.executable, "-c", script, str(model), json.dumps(shapes), str(work / "b0")],
+                             capture_output=True, env={**os.environ, "PYTHONPATH": str(work / "rev" / "src")})
+        if old.returncode:
+            raise WebcnnError(f"revision {rev} cannot compile {model}: {old.stderr.decode().strip()[-300:]}")
+        compile_model(model, input_shapes=input_shapes, out_dir=str(work / "b1"))
         b = _browser(work)
         try:
             timer = GpuTimer(b)
-            for i, label in enumerate(variants):
-                timer.prepare(label, "webcnn", f"/work/v{i}/", precision)
+            for i, label in enumerate(runs):
+                timer.prepare(label, "webcnn", f"/work/b{i}/", precision)
             for _ in range(rounds):
-                for label in variants:
-                    t = timer.measure(label, min_cpu_s=1.0)
-                    if label not in best or t["cpu_ms"] < best[label]["cpu_ms"]:
-                        best[label] = t
+                for label in runs:
+                    runs[label].append(timer.measure(label, min_cpu_s=1.0)["cpu_ms"])
         finally:
             b.__exit__(None, None, None)
-    for label, t in best.items():
-        echo(f"{label:<24} GPU-process CPU {t['cpu_ms']:8.1f} ms   wall {t['wall_ms']:8.1f} ms")
-    return best
+    for label, ms in runs.items():
+        echo(f"{label:<12} GPU-process CPU per run: median {statistics.median(ms):7.1f} ms, best {min(ms):7.1f} "
+             f"({', '.join(f'{m:.1f}' for m in ms)})")
+    ratio = statistics.median(runs["this tree"]) / statistics.median(runs[rev])
+    echo(f"this tree / {rev}: {ratio:.3f} (median of {rounds} alternating rounds)")
+    return runs
