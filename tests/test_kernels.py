@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from webcnn import plan
 from webcnn.compiler import compile as compile_model
 from webcnn.verify import verify
 
@@ -101,6 +102,46 @@ def test_phased_conv_over_a_concat(browser, tmp_path, phases):
     path = export_quietly(ConcatThenDepthwise(), (1, 4, 9, 19), tmp_path / "cat.onnx")
     report = verify(path, browser=browser, phases=phases)
     assert report.ok, [(c.name, c.max_abs) for c in report.outputs]
+
+
+class OnPhasedInput(nn.Module):
+    """A conv whose input is an inner (phase-split) tensor, so its columns come from array-texture layers: where
+    P x stride is a multiple of the input's phases, each column's texel column and layer are known up to the
+    fragment's position (the aligned path; its edge columns clamp and mask); elsewhere they are divided out. With
+    `cat`, its input is a zero-copy concat of the graph input (a plain texture) and the inner tensor."""
+
+    def __init__(self, conv, cat=False):
+        super().__init__()
+        self.pre, self.conv, self.cat = nn.Conv2d(4, 8, 1), conv, cat
+
+    def forward(self, x):
+        y = torch.relu(self.pre(x))
+        return self.conv(torch.cat([x, y], 1) if self.cat else y)
+
+
+PHASED_INPUT_CASES = {
+    "3x3 pad 1": lambda: OnPhasedInput(nn.Conv2d(8, 8, 3, padding=1)),
+    "depthwise 3x3 stride 2": lambda: OnPhasedInput(nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)),
+    "depthwise 3x3 dilation 2": lambda: OnPhasedInput(nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)),
+    "3x3 over plain + phased concat": lambda: OnPhasedInput(nn.Conv2d(12, 8, 3, padding=1), cat=True),
+}
+
+
+@pytest.mark.parametrize("name", list(PHASED_INPUT_CASES))
+@pytest.mark.parametrize("width", [16, 24, 21])   # multiples of 8 and 4 (aligned), and of neither
+@pytest.mark.parametrize("phases", [4, 8])
+def test_conv_on_phased_input(browser, tmp_path, monkeypatch, name, width, phases):
+    # no speed-for-memory trade: in a graph this small it would store the tensors under test plain
+    monkeypatch.setattr(plan, "MEMORY_TARGET", float("inf"))
+    torch.manual_seed(0)
+    path = export_quietly(Then(PHASED_INPUT_CASES[name](), 8), (1, 4, 6, width), tmp_path / "phased_in.onnx")
+    manifest = compile_model(path, phases=phases).manifest
+    layered = {i for i, t in enumerate(manifest["textures"]) if t.get("layers")}
+    tested = [p for p in manifest["passes"] if p["node"].startswith("/conv/conv/")]
+    assert tested and "x" in tested[0]["op"], tested   # the phased kernel (P may be fitted down to 7)
+    assert any(i.get("texture") in layered for i in tested[0]["inputs"]), tested   # over a phase-split input
+    report = verify(path, browser=browser, phases=phases)
+    assert all(c.scaled <= 1e-5 for c in report.outputs), [(c.name, c.max_abs) for c in report.outputs]
 
 
 class UnalignedConcat(nn.Module):
