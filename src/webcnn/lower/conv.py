@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from . import register
 from .activations import activation_glsl
-from .core import float_literal, inv_literal, inv_size, row_token, sample, texel, weight_from_texels
+from .core import float_literal, inv_literal, inv_size, live_lanes, row_token, sample, texel, weight_from_texels
 
 CONV_ATTRS = ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "head"]
 CONVT_ATTRS = CONV_ATTRS + ["output_padding", "output_shape"]
@@ -233,8 +233,8 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
     # every column's texel column is x0q * K + a constant and its layer a constant (x0q = x0 / P, from render), so
     # the per-column divisions go (SwiftShader runs integer division lane by lane). Edge columns clamp their texel
     # column instead of the pixel, so that needs a width a multiple of the phases (no padding pixels to land on).
-    aligned = not transposed and all((P * sx) % part.phases == 0 and (x.width % part.phases == 0 or not any(edge.values()))
-                                     for part in x.parts)
+    aligned = not transposed and all((P * sx) % part.phases == 0
+                                     and (x.width % part.phases == 0 or not any(edge.values())) for part in x.parts)
     head = ""
     for u in cols:
         name = _uname(u)
@@ -253,7 +253,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
             if aligned:
                 step, (c0, layer) = P * sx // part.phases, divmod(u - pl, part.phases)
                 cx = f"x0q * {step} + {c0}"
-                head += f"  int cx{k}_{n} = " + (f"clamp({cx}, 0, {part.texel_width - 1});\n" if edge[u] else f"{cx};\n")
+                head += f"  int cx{k}_{n} = {f'clamp({cx}, 0, {part.texel_width - 1})' if edge[u] else cx};\n"
                 if part.phases > 1:
                     head += f"  const int cl{k}_{n} = {layer};\n"
             elif part.phases > 1:
@@ -312,18 +312,14 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
                     pre += (f"  float su = float({ts} % {part.cols}) * ({part.texel_width}.0 * {inv}.x);\n"
                             f"  float sv0 = (float(({ts} / {part.cols}) * {part.height}{r}) + 0.5) * {inv}.y;\n")
                 code = weights + f"    float sv = sv0 + float(iy) * {inv}.y;\n"
-                for u in cols:
-                    code += f"    {{ vec4 xv = {fetch_hoisted(k, part, u, 'su' if part.cols > 1 else '', 'sv')};\n"
-                    code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
-                    code += "    }\n"
             else:
                 ox, oy = origin(part, f"(t - {offset})")
                 pre = ""
                 code = weights + f"    int sy = {oy};\n" + (f"    int sx = {ox[:-3]};\n" if ox else "")
-                for u in cols:
-                    code += f"    {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
-                    code += "".join(f"      v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
-                    code += "    }\n"
+            for u in cols:
+                xv = (fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv") if hoisted
+                      else fetch(k, part, u, "sx + " if ox else "", "sy"))
+                code += f"    {{ vec4 xv = {xv};\n" + _accumulate(taps, u, "      ") + "    }\n"
             offset += part.slices
             inner.append((f"t < {offset}", pre, code))
         flops, kind = 2.0 * 4 * kk, "depthwise"
@@ -331,10 +327,8 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         texels = dense_texels(weight)
         unfolded = texels.shape[1]
         texels, wt = _weight_texel(texels, max_size)
-        if texels.shape[1] == unfolded:
-            inner = _dense_loop_hoisted(x, texels.shape[1], texels.shape[0], kk, kw, cols, taps, fetch_hoisted)
-        else:
-            inner = _dense_loop(x, wt, kk, kw, cols, taps, origin, fetch)
+        w_size = texels.shape[1::-1] if texels.shape[1] == unfolded else None
+        inner = _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted)
         flops, kind = 2.0 * 4 * x.channels * kk, "dense"
     if transposed:
         rows = (f"    int ny = oy + {pt} - ky * {dy};\n    if (ny < 0 || ny % {sy} != 0) continue;\n"
@@ -358,64 +352,63 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
     return body, texels, flops, kind + f"x{P}"
 
 
-def _dense_loop(x, wt, kk, kw, cols, taps, origin, fetch):
-    inner = f"    int wy = t * {kk} + ky * {kw};\n"
+def _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted):
+    """The dense input-channel loop: one per concatenated part (its own sampler, no per-fetch part selection).
+
+    With w_size, the (width, height) of an unfolded weight texture, texture coordinates are floats with all but
+    the slice step hoisted out (SwiftShader's JIT moves no invariant integer division or conversion out of a loop)
+    and the slice origin steps along the cols x rows grid by adds. Folded weights (None; see _weight_texel) are
+    fetched by integer texel coordinates."""
+    hoisted = w_size is not None
+    if hoisted:
+        w_width, w_height = w_size
+        inner = "".join(f"    float wv{kx} = (float(t * {kk} + ky * {kw} + {kx}) + 0.5) * "
+                        f"{float_literal(1.0 / w_height)};\n" for kx in range(kw))
+    else:
+        inner = f"    int wy = t * {kk} + ky * {kw};\n"
     offset = 0
     for k, part in enumerate(x.parts):
-        # one loop per concatenated part: its own sampler, no per-fetch part selection
-        ox, oy = origin(part, "c")
-        inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
-                  f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
-        if ox:
-            inner += f"      int sx = {ox[:-3]};\n"
+        if hoisted:
+            inv, r = inv_size(part), row_token(part)
+            inner += f"    {{ float sv = (float(iy{r}) + 0.5) * {inv}.y;\n"
+            if part.cols > 1:
+                inner += "    float su = 0.0;\n"
+            inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
+                      f"      float wu = float(c) * {float_literal(4.0 / w_width)};\n")
+        else:
+            ox, oy = origin(part, "c")
+            inner += (f"    {{ for (int c = 0; c < {part.slices}; ++c) {{\n"
+                      f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
+            if ox:
+                inner += f"      int sx = {ox[:-3]};\n"
         # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
         lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
         for kx in range(kw):
-            columns = [wt(f"wx + {i}", f"wy + {kx}") if i < lanes else "vec4(0.0)"
-                       for i in range(4)]
+            if hoisted:
+                columns = [f"texture(u_w, vec2(wu + {float_literal((4 * offset + i + 0.5) / w_width)}, wv{kx}))"
+                           for i in range(4)]
+            else:
+                columns = [wt(f"wx + {i}", f"wy + {kx}") for i in range(4)]
+            columns = [c if i < lanes else "vec4(0.0)" for i, c in enumerate(columns)]
             inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
         for u in cols:
-            inner += f"      {{ vec4 xv = {fetch(k, part, u, 'sx + ' if ox else '', 'sy')};\n"
-            inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu in taps.items() if uu == u)
-            inner += "      }\n"
-        inner += "    }\n"
-        offset += part.slices
-    return inner
-
-
-def _dense_loop_hoisted(x, w_width, w_height, kk, kw, cols, taps, fetch_hoisted):
-    """The dense input-channel loop with texture coordinates in float, everything but the slice step hoisted out:
-    SwiftShader's JIT does not move invariant integer division and conversions out of the loop itself."""
-    wx, wy = float_literal(1.0 / w_width), float_literal(1.0 / w_height)
-    inner = "".join(f"    float wv{kx} = (float(t * {kk} + ky * {kw} + {kx}) + 0.5) * {wy};\n" for kx in range(kw))
-    offset = 0
-    for k, part in enumerate(x.parts):
-        inv = inv_size(part)
-        r = row_token(part)
-        # the slice origin steps along the cols x rows grid by float adds: no division in the loop
-        inner += f"    {{ float sv = (float(iy{r}) + 0.5) * {inv}.y;\n"
-        if part.cols > 1:
-            inner += "    float su = 0.0;\n"
-        inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
-                  f"      float wu = float(c) * {float_literal(4.0 / w_width)};\n")
-        lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
-        for kx in range(kw):
-            columns = [f"texture(u_w, vec2(wu + {float_literal((4 * offset + i + 0.5) / w_width)}, wv{kx}))"
-                       if i < lanes else "vec4(0.0)" for i in range(4)]
-            inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
-        for u in cols:
-            f = fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv")
-            inner += f"      {{ vec4 xv = {f};\n"
-            inner += "".join(f"        v{j} += w{kx} * xv;\n" for (j, kx), uu2 in taps.items() if uu2 == u)
-            inner += "      }\n"
-        if part.cols == 1:
+            xv = (fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv") if hoisted
+                  else fetch(k, part, u, "sx + " if ox else "", "sy"))
+            inner += f"      {{ vec4 xv = {xv};\n" + _accumulate(taps, u, "        ") + "      }\n"
+        if hoisted and part.cols == 1:
             inner += f"      sv += {part.height}.0 * {inv}.y;\n"
-        else:
+        elif hoisted:
             inner += (f"      su += {part.texel_width}.0 * {inv}.x;\n"
-                      f"      if (su > {part.cols - 0.5} * {part.texel_width}.0 * {inv}.x) {{ su = 0.0; sv += {part.height}.0 * {inv}.y; }}\n")
+                      f"      if (su > {part.cols - 0.5} * {part.texel_width}.0 * {inv}.x) "
+                      f"{{ su = 0.0; sv += {part.height}.0 * {inv}.y; }}\n")
         inner += "    }}\n"
         offset += part.slices
     return inner
+
+
+def _accumulate(taps, u, indent: str) -> str:
+    """GLSL adding input column u (in `xv`) times each tap's weights (w{kx}) into the pixels (v{j}) that read it."""
+    return "".join(f"{indent}v{j} += w{kx} * xv;\n" for (j, kx), col in taps.items() if col == u)
 
 
 def _uname(u: int) -> str:
@@ -498,7 +491,7 @@ def _fused_pointwise_pair(lw, a, b):
         body += "  }\n"
         offset += part.slices
     # a select (as render's mask): A's epilogue may leave inf or NaN in a padding lane (1 / 0), and NaN * 0.0 is NaN
-    mask = ", ".join("true" if i < ca % 4 else "false" for i in range(4)) if ca % 4 else None
+    mask = live_lanes(ca) if ca % 4 else None
     body += f"  vec4 bb = {fbb(0, 0)};\n" + "".join(f"  vec4 v{j} = bb;\n" for j in range(P))
     for s in range(ca4):
         body += (f"  {{ mat4 w = mat4({fb(4 * s, 0)}, {fb(4 * s + 1, 0)},"
@@ -508,7 +501,7 @@ def _fused_pointwise_pair(lw, a, b):
             for step in a.epilogue:
                 body += "  " + activation_glsl(a, step[1], step[2])
             if mask and s == ca4 - 1:
-                body += f"      v = mix(vec4(0.0), v, bvec4({mask}));\n"
+                body += f"      v = mix(vec4(0.0), v, {mask});\n"
             body += f"      v{j} += w * v; }}\n"
         body += "  }\n"
     # pixel columns of the fragment, clamped: a padding pixel reads the last real one

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedError
 from . import register
+from .core import live_lanes
 
 POOL_ATTRS = ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides", "count_include_pad",
               "storage_order"]
@@ -90,8 +91,7 @@ def lower_channel_reduce(lw, node):
     init, step = REDUCE_INIT.get(kind, "0.0"), REDUCE_STEP.get(kind, "acc + a")
     body = f"  vec4 acc = vec4({init});\n  for (int s = 0; s < {x.slices}; ++s) {{\n    vec4 a = X(s, oy, ox);\n"
     if x.channels % 4:   # the last slice's padding lanes must not count
-        lanes = ", ".join("true" if i < x.channels % 4 else "false" for i in range(4))
-        body += f"    if (s == {x.slices - 1}) a = mix(vec4({init}), a, bvec4({lanes}));\n"
+        body += f"    if (s == {x.slices - 1}) a = mix(vec4({init}), a, {live_lanes(x.channels)});\n"
     body += f"    acc = {step};\n  }}\n"
     if kind in ("ReduceMax", "ReduceMin"):
         fn = "max" if kind == "ReduceMax" else "min"
