@@ -130,11 +130,10 @@ def fetch_function(fn: str, view: View, sampler_prefix: str) -> tuple[str, list]
     for k, part in enumerate(view.parts):
         u = f"{sampler_prefix}{k}"
         samplers.append((u, part))
-        fetch = _divided_sample(u, part)
         if k == len(view.parts) - 1:
-            lines.append(fetch.rstrip("\n").replace("    ", "  ", 1).replace("\n    ", "\n  "))
+            lines.append(_divided_sample(u, part, "  ").rstrip("\n"))
         else:
-            lines.append(f"  if (s < {part.slices}) {{\n{fetch}  }}")
+            lines.append(f"  if (s < {part.slices}) {{\n{_divided_sample(u, part, '    ')}  }}")
             lines.append(f"  s -= {part.slices};")
     lines.append("}")
     return "\n".join(lines), samplers
@@ -160,32 +159,30 @@ def texel(sampler: str, inv: str, x: str, y: str, layer: str | None = None) -> s
     return f"texture({sampler}, {uv})" if layer is None else f"texture({sampler}, vec3({uv}, float({layer})))"
 
 
-def _divided_sample(sampler: str, part: Part) -> str:
+def _slice_texel(part: Part, s_row: str, s_col: str, col: str, y: str) -> tuple[str, str]:
+    """(x, y) texel coordinates of texel column `col`, row `y` of the slice at grid row s_row, grid column s_col
+    of a part (a part of one column: s_row is the slice)."""
+    ty = f"{s_row} * {part.height} + {y}{row_token(part)}"
+    return (col, ty) if part.cols == 1 else (f"{s_col} * {part.texel_width} + {col}", ty)
+
+
+def _divided_sample(sampler: str, part: Part, indent: str) -> str:
     """Statements returning sample() of (s, y, x) with one division per quotient-remainder pair, not two:
     SwiftShader runs integer division lane by lane."""
-    p, r = part.phases, row_token(part)
-    code = ""
-    if p > 1:
-        code += f"    int xq = x / {p}; int xl = x - xq * {p};\n"
-    col = "xq" if p > 1 else "x"
-    if part.cols == 1:
-        tx, ty = col, f"s * {part.height} + y{r}"
-    else:
-        code += f"    int sq = s / {part.cols}; int sr = s - sq * {part.cols};\n"
-        tx, ty = f"sr * {part.texel_width} + {col}", f"sq * {part.height} + y{r}"
-    return code + f"    return {texel(sampler, inv_size(part), tx, ty, 'xl' if p > 1 else None)};\n"
+    p = part.phases
+    code = f"{indent}int xq = x / {p}; int xl = x - xq * {p};\n" if p > 1 else ""
+    if part.cols > 1:
+        code += f"{indent}int sq = s / {part.cols}; int sr = s - sq * {part.cols};\n"
+    tx, ty = _slice_texel(part, "sq" if part.cols > 1 else "s", "sr", "xq" if p > 1 else "x", "y")
+    return code + f"{indent}return {texel(sampler, inv_size(part), tx, ty, 'xl' if p > 1 else None)};\n"
 
 
 def sample(sampler: str, part: Part, s: str, y: str, x: str) -> str:
     """texel() of slice s, row y, column x of a part (with P phases: column x / P of layer x % P)."""
     p = part.phases
     col = x if p == 1 else f"({x}) / {p}"
-    r = row_token(part)
-    if part.cols == 1:
-        tx, ty = col, f"({s}) * {part.height} + {y}{r}"
-    else:
-        tx = f"(({s}) % {part.cols}) * {part.texel_width} + {col}"
-        ty = f"(({s}) / {part.cols}) * {part.height} + {y}{r}"
+    s_row = f"({s})" if part.cols == 1 else f"(({s}) / {part.cols})"
+    tx, ty = _slice_texel(part, s_row, f"(({s}) % {part.cols})", col, y)
     return texel(sampler, inv_size(part), tx, ty, None if p == 1 else f"({x}) % {p}")
 
 
