@@ -13,7 +13,13 @@ CPU time barely. GFLOP/s = the layer's FLOPs / that time.
 """
 from __future__ import annotations
 
+import io
+import json
 import os
+import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -263,13 +269,6 @@ def profile(model, input_shapes=None, precision="fp32", top=25, echo=print, **co
 def against(model, rev: str, input_shapes=None, rounds=5, precision="fp32", echo=print) -> dict:
     """MODEL compiled by git revision REV of this repository and by this tree, timed in alternation in one browser
     (whole run, GPU-process CPU): what a compiler change bought, with the machine's drift shared by both."""
-    import io
-    import json
-    import statistics
-    import subprocess
-    import sys
-    import tarfile
-
     from .compiler import compile as compile_model
 
     repo = Path(__file__).resolve().parents[2]

@@ -158,9 +158,11 @@ def register(*ops, attrs=None):
 
 def supported_ops() -> list[str]:
     from . import conv, elementwise, misc, pool, resize  # noqa: F401
-    internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce", "Normalize", "SpatialReduce", "BatchMatMul", "Silu"}
+    internal = {"ChannelAffine", "Relayout", "Identity", "ChannelReduce", "Normalize", "SpatialReduce", "BatchMatMul",
+                "Silu"}
     folded = ["Identity", "Dropout", "Constant", "Shape and other constant-foldable ops",
-              "BatchNormalization", "Gemm", "MatMul (of two computed tensors too)", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
+              "BatchNormalization", "Gemm", "MatMul (of two computed tensors too)", "Reshape", "Transpose", "Flatten",
+              "Squeeze", "Unsqueeze",
               "Expand", "Slice", "Split", "Gather with constant indices", "DepthToSpace", "SpaceToDepth",
               "InstanceNormalization",
               "ReduceMean/ReduceMax/ReduceMin/ReduceSum/ReduceL2 over C, over H, over W, or over H and W",

@@ -1,8 +1,8 @@
 // Frame-budgeted submission. A run is a queue of (pass, tile) units. Each animation frame gets one slice of draws
 // worth the frame's GPU budget (in ms, from each pass's learned speed), flushed behind a fence. The GPU's progress is
-// tracked on a clock of estimated finish times, since fences are checked only once a frame (polling them between
-// frames cost SwiftShader a third of its speed); fences bound how far that estimate may run ahead. Each pass's speed
-// comes from timer queries where present.
+// tracked on a clock of estimated finish times, since during a run fences are checked only once a frame (polling them
+// between frames cost SwiftShader a third of its speed; only a run's end polls, see settle); fences bound how far
+// that estimate may run ahead. Each pass's speed comes from timer queries where present.
 import { WebcnnError } from './errors.js';
 
 const DRAW_OVERHEAD = 50000;   // cost units (FLOP-equivalents) charged per draw call
@@ -276,9 +276,10 @@ export class Scheduler {
   }
 
   // The end of a run (either mode): check its last fences on a timer from when they should have passed, so that
-  // the caller's next run can start within a frame. Chromium updates a fence's status only after a poll round trip, so a fence
-  // checked once a frame is seen a frame or two after the GPU is done: that cost a run of the whiteboard U-Net three
-  // frames. Polling stops at a frame's worth past the estimate (the estimate was wrong; each check costs the GPU).
+  // the caller's next run can start within a frame. Chromium updates a fence's status only after a poll round trip,
+  // so a fence checked once a frame is seen a frame or two after the GPU is done: that cost a run of the whiteboard
+  // U-Net three frames. Polling stops at a frame's worth past the estimate (the estimate was wrong; each check costs
+  // the GPU).
   async settle(signal) {
     const now = performance.now();
     if (now > this.gpuFree + this.period) {
