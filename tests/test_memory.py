@@ -44,6 +44,16 @@ def test_dense_and_unet_concats_copy_nothing(onnx_path):
         assert readers, "no pass reads a multi-part (concatenated) tensor"
 
 
+def test_classifier_head_is_laid_out_square(onnx_path):
+    # 250 slices at 1x1 had filled two 224-texel rows: one-row draws, which SwiftShader runs on one thread with half
+    # of each 2x2 quad idle (MobileNetV2's Gemm took 4.2 ms of GPU-process CPU; 1.8 ms laid out square).
+    manifest = compile_model(onnx_path("mobilenetv2")).manifest
+    part = manifest["outputs"][0]["parts"][0]
+    assert (part["slices"], part["cols"], part["rows"]) == (250, 16, 16)
+    head = manifest["passes"][-1]
+    assert head["op"] == "Conv:dense" and max(t[3] for t in head["tiles"]) >= 8, head["tiles"]
+
+
 def tiny_conv_onnx(tmp_path, shape):
     """A seeded conv-relu-conv network: small enough to run many times in the browser."""
     torch.manual_seed(0)

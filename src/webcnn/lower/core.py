@@ -9,6 +9,9 @@ import numpy as np
 from ..errors import WebcnnError
 
 
+THIN_ROWS = 8   # a tensor laid out fewer texel rows high than this is made square (see grid)
+
+
 def grid(slices: int, height: int, width: int, max_size: int, wide: int = 0) -> tuple[int, int]:
     """Lay `slices` HxW tiles out as a cols x rows grid that fits max_size: as many columns as fit in `wide`
     texels (at least one), then more if the column would be too tall.
@@ -20,6 +23,11 @@ def grid(slices: int, height: int, width: int, max_size: int, wide: int = 0) -> 
     per_column = max_size // height
     cols = min(slices, max(math.ceil(slices / per_column), wide // width, 1))
     rows = math.ceil(slices / cols)
+    if rows * height < THIN_ROWS:
+        # A strip a row or two high (a classifier's 1x1 map) is drawn as one-row tiles, which SwiftShader runs on
+        # one thread with half of each 2x2 quad idle: lay it out square instead.
+        cols = max(math.ceil(slices / per_column), min(cols, math.ceil(math.sqrt(slices * height / width))))
+        rows = math.ceil(slices / cols)
     if cols * width > max_size:
         raise WebcnnError(f"a tensor of {slices * 4} channels at {height}x{width} does not fit in "
                           f"{max_size}x{max_size} textures; compile with a smaller input size")
