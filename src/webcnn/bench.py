@@ -206,6 +206,8 @@ def _window(raw: dict) -> dict:
             "probes": [p[1] for p in raw["probes"] if run0 <= p[0] <= run1],
             "lt_load": [d for t, d in lt if t_start <= t < t_first], "lt_run": [d for t, d in lt if run0 <= t <= run1],
             "lat": list(raw["latencies"]), "window_s": (run1 - run0) / 1000, "first_ms": t_first - t_start,
+            "cpu": {k: _cores(raw.get("cpuStart"), raw.get("cpuEnd"), k, (run1 - run0) / 1000)
+                    for k in ("gpu", "renderer")},
             "trace": {"t": ((frames[1:] - t_start) / 1000).round(4).tolist(), "dt": np.diff(frames).round(3).tolist(),
                       "runStart": (run0 - t_start) / 1000, "firstResult": (t_first - t_start) / 1000,
                       # load progress and long tasks, ms since load() began: where a load's long task came from
@@ -243,6 +245,10 @@ def summarise(raws, reference: np.ndarray | None) -> dict:
         "window_s": window_s, "note": "; ".join(r["note"] for r in raws if r.get("note")) or None,
         "stats": raw.get("stats"),
     }
+    for kind in ("gpu", "renderer"):   # cores busy over the windows, weighted by their lengths
+        cores = [(w["cpu"][kind], w["window_s"]) for w in ws]
+        s[f"{kind}_cores"] = None if any(c is None for c, _ in cores) or window_s <= 0 else \
+            sum(c * t for c, t in cores) / window_s
     if reference is not None and raw.get("output") is not None:
         out = np.asarray(raw["output"], dtype=np.float32)
         ref = reference.reshape(-1)[raw["outputStride"] - 1::raw["outputStride"]][:len(out)] \
@@ -314,10 +320,10 @@ def markdown(network: str, results: list[dict], info: dict) -> str:
              *([f"{info['env']}", ""] if info.get("env") else []),
              "| system | frame p50 / p99 / max ms | p99 vs idle | frames >50 ms | long tasks load (max ms) | "
              "long tasks run (max ms) | probe p50 / p99 ms | inference p50 / p90 ms | inf/s | first result ms | "
-             "max abs err |", "|" + "---|" * 11]
+             "max abs err | CPU cores: GPU process / page |", "|" + "---|" * 12]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['system']} | {r['error']} |" + " |" * 9)
+            lines.append(f"| {r['system']} | {r['error']} |" + " |" * 10)
             continue
         ratio = (r["frame_p99_ms"] / idle["frame_p99_ms"]) if idle and r["frame_p99_ms"] else None
         err = f"{r['max_abs_err']:.1e}" if r.get("max_abs_err") is not None else "-"
@@ -328,7 +334,7 @@ def markdown(network: str, results: list[dict], info: dict) -> str:
             f"{_fmt(r['longtasks_run'])} ({_fmt(r['longtask_run_max_ms'], 0)}) | "
             f"{_fmt(r['probe_p50_ms'])} / {_fmt(r['probe_p99_ms'])} | "
             f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p90_ms'])} | {_fmt(r['throughput_per_s'], 2)} | "
-            f"{_fmt(r['first_result_ms'], 0)} | {err} |")
+            f"{_fmt(r['first_result_ms'], 0)} | {err} | {_fmt(r.get('gpu_cores'), 2)} / {_fmt(r.get('renderer_cores'), 2)} |")
     budget = next((r for r in results if r["system"] == "webcnn" and "error" not in r), None)
     if budget and idle:
         ok = lambda c: "met" if c else "MISSED"  # noqa: E731
@@ -379,6 +385,29 @@ def plot(network: str, results: list[dict], path: Path) -> None:
 
 
 # --- the browser run ---
+
+def _chromium_cpu(profile: str) -> dict:
+    """CPU seconds so far of the GPU process (SwiftShader, and the display compositor) and of each renderer."""
+    from .kernelbench import chromium_pids, cpu_seconds
+
+    def read(kind):
+        out = {}
+        for pid in chromium_pids(profile, kind):
+            try:
+                out[str(pid)] = cpu_seconds(pid)
+            except OSError:   # exited meanwhile
+                pass
+        return out
+    return {"gpu": read("gpu-process"), "renderer": read("renderer")}
+
+
+def _cores(before: dict, after: dict, kind: str, seconds: float) -> float | None:
+    """Cores a process kind kept busy between two _chromium_cpu samples (processes alive at both)."""
+    if not before or not after or seconds <= 0:
+        return None
+    common = before[kind].keys() & after[kind].keys()
+    return sum(after[kind][p] - before[kind][p] for p in common) / seconds
+
 
 def _relax_peer_csp(server) -> None:
     """Swap in PEER_CSP for the peer page and the peer libraries only."""
@@ -451,6 +480,8 @@ def run_bench(networks, systems, seconds: float, out_dir, budget_ms: float | Non
         mounts["peers"] = PEERS_DIR
     with Browser(extra_args=["--enable-unsafe-webgpu"], page_path="/runtime/bench.html", mounts=mounts) as b:
         _relax_peer_csp(b.server)
+        # The page samples Chromium's CPU use at its window's ends: on this machine the display costs CPU too.
+        b.context.expose_function("benchCpu", lambda: _chromium_cpu(b.profile))
         browser_version = b.page.evaluate("() => navigator.userAgent.match(/Chrome\\/([\\d.]+)/)[1]")
         for net in networks:
             info = prepared[net]

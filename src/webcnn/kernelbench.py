@@ -98,8 +98,8 @@ def _prepare_layer(layer: Layer, d: Path, variants: dict, tfjs: bool) -> None:
         tfjs_graph(d / "model.onnx", d / "tfjs")
 
 
-def gpu_process_pid(profile: str) -> int:
-    """The Chromium GPU process (where SwiftShader runs) of the browser using `profile`."""
+def chromium_pids(profile: str, kind: str) -> list[int]:
+    """The Chromium processes of one --type (gpu-process, renderer) of the browser using `profile`."""
     def cmdline(pid):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -107,11 +107,20 @@ def gpu_process_pid(profile: str) -> int:
         except OSError:
             return []
 
+    pids = []
     for p in os.listdir("/proc"):
         args = " ".join(cmdline(p)) + " " if p.isdigit() else ""   # Chromium rewrites argv as one string
-        if "--type=gpu-process " in args and f"--user-data-dir={profile} " in args:
-            return int(p)
-    raise WebcnnError("kernel bench: cannot find Chromium's GPU process to measure")
+        if f"--type={kind} " in args and f"--user-data-dir={profile} " in args:
+            pids.append(int(p))
+    return pids
+
+
+def gpu_process_pid(profile: str) -> int:
+    """The Chromium GPU process (where SwiftShader runs) of the browser using `profile`."""
+    pids = chromium_pids(profile, "gpu-process")
+    if not pids:
+        raise WebcnnError("kernel bench: cannot find Chromium's GPU process to measure")
+    return pids[0]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -180,6 +180,7 @@ window.bench = {
         tFirst = performance.now();
       }
       status.textContent = `${system}: running`;
+      const cpuStart = window.benchCpu ? await window.benchCpu() : null;   // Chromium's CPU use, from Python
       const runStart = performance.now();
       const latencies = [];
       if (runner) {
@@ -197,9 +198,10 @@ window.bench = {
         await sleep(seconds * 1000);
       }
       const runEnd = performance.now();
+      const cpuEnd = window.benchCpu ? await window.benchCpu() : null;
       await sleep(100);   // let the last long-task entries arrive
       status.textContent = `${system}: done`;
-      return { ...rec, tStart, tFirst, runStart, runEnd, latencies, stats: runner && runner.stats ? runner.stats() : null,
+      return { ...rec, tStart, tFirst, runStart, runEnd, cpuStart, cpuEnd, latencies, stats: runner && runner.stats ? runner.stats() : null,
         ...(first ? sample(first) : {}) };
     } catch (e) {
       return { error: `${e.name}: ${e.message}`.slice(0, 300) };
