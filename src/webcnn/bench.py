@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .browser import chromium_pids, cpu_seconds
 from .errors import WebcnnError
 
 PEERS_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers" / "node_modules"
@@ -334,7 +335,8 @@ def markdown(network: str, results: list[dict], info: dict) -> str:
             f"{_fmt(r['longtasks_run'])} ({_fmt(r['longtask_run_max_ms'], 0)}) | "
             f"{_fmt(r['probe_p50_ms'])} / {_fmt(r['probe_p99_ms'])} | "
             f"{_ms(r['latency_p50_ms'])} / {_ms(r['latency_p90_ms'])} | {_fmt(r['throughput_per_s'], 2)} | "
-            f"{_fmt(r['first_result_ms'], 0)} | {err} | {_fmt(r.get('gpu_cores'), 2)} / {_fmt(r.get('renderer_cores'), 2)} |")
+            f"{_fmt(r['first_result_ms'], 0)} | {err} | "
+            f"{_fmt(r.get('gpu_cores'), 2)} / {_fmt(r.get('renderer_cores'), 2)} |")
     budget = next((r for r in results if r["system"] == "webcnn" and "error" not in r), None)
     if budget and idle:
         ok = lambda c: "met" if c else "MISSED"  # noqa: E731
@@ -388,8 +390,6 @@ def plot(network: str, results: list[dict], path: Path) -> None:
 
 def _chromium_cpu(profile: str) -> dict:
     """CPU seconds so far of the GPU process (SwiftShader, and the display compositor) and of each renderer."""
-    from .kernelbench import chromium_pids, cpu_seconds
-
     def read(kind):
         out = {}
         for pid in chromium_pids(profile, kind):

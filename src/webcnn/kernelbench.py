@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .browser import cpu_seconds, gpu_process_pid
 from .errors import WebcnnError
 
 
@@ -96,38 +97,6 @@ def _prepare_layer(layer: Layer, d: Path, variants: dict, tfjs: bool) -> None:
         compile_model(str(d / "model.onnx"), input_shapes={"input": shape}, out_dir=str(d / label), **options)
     if tfjs:
         tfjs_graph(d / "model.onnx", d / "tfjs")
-
-
-def chromium_pids(profile: str, kind: str) -> list[int]:
-    """The Chromium processes of one --type (gpu-process, renderer) of the browser using `profile`."""
-    def cmdline(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return f.read().decode(errors="replace").split("\0")
-        except OSError:
-            return []
-
-    pids = []
-    for p in os.listdir("/proc"):
-        args = " ".join(cmdline(p)) + " " if p.isdigit() else ""   # Chromium rewrites argv as one string
-        if f"--type={kind} " in args and f"--user-data-dir={profile} " in args:
-            pids.append(int(p))
-    return pids
-
-
-def gpu_process_pid(profile: str) -> int:
-    """The Chromium GPU process (where SwiftShader runs) of the browser using `profile`."""
-    pids = chromium_pids(profile, "gpu-process")
-    if not pids:
-        raise WebcnnError("kernel bench: cannot find Chromium's GPU process to measure")
-    return pids[0]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, threads that have exited included (clock ticks, 10 ms)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class GpuTimer:
