@@ -35,7 +35,7 @@ def test_same_model_gives_byte_identical_bundle(tmp_path, unet_onnx):
     for name in ("model.json", "weights.bin"):
         assert _digest(a / name) == _digest(b / name), f"{name} differs between two compiles"
     manifest = json.loads((a / "model.json").read_text())
-    assert manifest["format"] == "webcnn-bundle" and manifest["version"] == 1
+    assert manifest["format"] == "webcnn-bundle" and manifest["version"] == 2
     assert hashlib.sha256((a / "weights.bin").read_bytes()).hexdigest() == manifest["weightsFile"]["sha256"]
 
 

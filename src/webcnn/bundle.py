@@ -12,7 +12,8 @@ from .errors import WebcnnError
 from .ir import chw
 from .lower.core import Storage
 
-FORMAT, VERSION = "webcnn-bundle", 1
+FORMAT, VERSION = "webcnn-bundle", 2
+HASH_CHUNK_BYTES = 1 << 20   # weights.bin is verified in pieces of this size (about 1 ms each in Chromium here)
 WEIGHT_ALIGN = 16
 
 
@@ -103,7 +104,12 @@ def build(graph, lw, textures, pass_tiles, source_info: dict, debug_tensors=()) 
         "totals": {"flops": total_flops, "passes": len(passes), "draws": total_draws, "programs": len(programs),
                    "textures": len(textures), "textureBytesFp32": texture_bytes, "weightBytes": len(weights)},
         "weightsFile": {"name": "weights.bin", "bytes": len(weights),
-                        "sha256": hashlib.sha256(bytes(weights)).hexdigest()},
+                        "sha256": hashlib.sha256(bytes(weights)).hexdigest(),
+                        # the runtime checks these: a browser hashes on its main thread, so one digest of a large
+                        # file would freeze the page
+                        "chunkBytes": HASH_CHUNK_BYTES,
+                        "chunks": [hashlib.sha256(weights[i:i + HASH_CHUNK_BYTES]).hexdigest()
+                                   for i in range(0, len(weights), HASH_CHUNK_BYTES)]},
     }
     return Bundle(manifest, bytes(weights))
 
