@@ -346,9 +346,11 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
     x.mean(1, keepdim=True), a hand-written LayerNorm2d, F.normalize) a ChannelReduce; over H, W or both otherwise
     a SpatialReduce; plus a reshape when keepdims=0."""
     shape = g.shape(node.inputs[0])
+    # axis 1 lies along the texture's channels: NCHW, a [1, C] vector or [1, T, C] tokens (see ir.chw)
+    channel_axis = len(shape) == 4 or len(shape) in (2, 3) and shape[0] == 1
     if node.op in ("ArgMax", "ArgMin"):   # a segmentation net's class map: one axis, default 0
         axis = node.attrs.get("axis", 0) % max(len(shape), 1)
-        if not (len(shape) == 4 or len(shape) in (2, 3) and shape[0] == 1) or axis != 1:
+        if not channel_axis or axis != 1:
             raise UnsupportedError(node, f"{node.op} over axis {axis} of {list(shape)}",
                                    f"{node.op} over the channel axis (1) of an NCHW tensor or a [1, C] vector")
         node.attrs = {"axes": [1], "keepdims": node.attrs.get("keepdims", 1),
@@ -358,7 +360,7 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
         axes = g.const(node.inputs[1])
         axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
     axes = sorted(a % len(shape) for a in axes) if axes is not None else None
-    if (len(shape) == 4 or len(shape) == 3 and shape[0] == 1) and node.op not in ("ArgMax", "ArgMin") \
+    if channel_axis and len(shape) > 2 and node.op not in ("ArgMax", "ArgMin") \
             and axes is not None and len(axes) > 1 and 1 in axes \
             and not node.attrs.get("noop_with_empty_axes", 0):
         # over the channels and H and/or W (per-sample normalisation, a global max): the channels first, then the
@@ -385,8 +387,8 @@ def _reduce_as_pool(g: Graph, node: Node) -> None:
     along = (axes and node.op not in ("ArgMax", "ArgMin") and not spatial
              and set(axes) <= set(groups[1]) | set(groups[2]) and len(shape) in (3, 4))
     # the channels of NCHW, the features of a [1, C] vector (F.normalize of an embedding, a classifier's argmax) or
-    # the tokens of [1, T, C] (which lie along the channels, see ir.chw)
-    channels = axes == [1] and (len(shape) == 4 or len(shape) in (2, 3) and shape[0] == 1)
+    # the tokens of [1, T, C]
+    channels = axes == [1] and channel_axis
     if not (spatial or along or channels) or node.attrs.get("noop_with_empty_axes", 0):
         raise UnsupportedError(node, f"reducing axes {axes} of {list(shape)}",
                                f"{node.op} over the channel axis (1) of an NCHW tensor or a [1, C] vector"
