@@ -225,6 +225,13 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         taps = {(j, kx): j * sx + kx * dx for j in range(P) for kx in range(kw)}
         base = f"x0 * {sx} - {pl}"
     cols = sorted(set(taps.values()))
+    # Rows a fragment may read outside the input: where a row's work is short (depthwise, few input slices) they
+    # are clamped and their weights zeroed, not skipped. On SwiftShader the branch cost MobileNetV2 8% (its
+    # depthwise convs), and a 1x1 conv of 24 channels a quarter of its time (rows that cannot fall outside get
+    # neither); over a long channel loop the branch is cheaper than masking every weight (zoo U-Net 2%).
+    row_check = not transposed and (pt > 0 or (out.height - 1) * sy - pt + (kh - 1) * dy >= x.height)
+    row_mask = row_check and (depthwise or all(part.slices * kw <= UNROLL_SLICES for part in x.parts))
+    masked = " * ry" if row_mask else ""
     # Mask (and clamp) only the columns that a fragment holding a real output pixel can read outside the row: the
     # padding columns at either end (every column of a transposed conv).
     last_x0 = (out.width - 1) // P * P
@@ -294,10 +301,10 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         if hoisted:
             wx, wy = float_literal(1.0 / texels.shape[1]), float_literal(1.0 / texels.shape[0])
             weights = f"    float wu = float(ky * {kw}) * {wx};\n" + "".join(
-                f"    vec4 w{kx} = texture(u_w, vec2(wu + {float_literal((kx + 0.5) / texels.shape[1])}, wv));\n"
+                f"    vec4 w{kx} = texture(u_w, vec2(wu + {float_literal((kx + 0.5) / texels.shape[1])}, wv)){masked};\n"
                 for kx in range(kw))
         else:
-            weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')};\n" for kx in range(kw))
+            weights = "".join(f"    vec4 w{kx} = {wt(f'ky * {kw} + {kx}', 't')}{masked};\n" for kx in range(kw))
         # The input slice t lives in one part of a concatenated input: choose the part once per fragment, and find
         # the slice's origin there once, outside the row loop.
         inner, offset = [], 0
@@ -328,7 +335,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         unfolded = texels.shape[1]
         texels, wt = _weight_texel(texels, max_size)
         w_size = texels.shape[1::-1] if texels.shape[1] == unfolded else None
-        inner = _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted)
+        inner = _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted, masked)
         flops, kind = 2.0 * 4 * x.channels * kk, "dense"
     if transposed:
         rows = (f"    int ny = oy + {pt} - ky * {dy};\n    if (ny < 0 || ny % {sy} != 0) continue;\n"
@@ -337,9 +344,9 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
         flops *= len(taps) / (P * kw) / sy
     else:
         rows = f"    int iy = oy * {sy} - {pt} + ky * {dy};\n"
-        # Skip rows outside the input only where there can be some: on SwiftShader the branch (and a loop of one
-        # row) cost a 1x1 conv of 24 channels a quarter of its time.
-        if pt > 0 or (out.height - 1) * sy - pt + (kh - 1) * dy >= x.height:
+        if row_mask:
+            rows += f"    float ry = float(iy >= 0 && iy < {x.height}); iy = clamp(iy, 0, {x.height - 1});\n"
+        elif row_check:
             rows += f"    if (iy < 0 || iy >= {x.height}) continue;\n"
     loop = ("  { const int ky = 0;\n" if kh == 1 and "continue" not in rows else
             f"  for (int ky = 0; ky < {kh}; ++ky) {{\n") + rows + "@BODY@" + "  }\n"
@@ -352,13 +359,16 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
     return body, texels, flops, kind + f"x{P}"
 
 
-def _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted):
+def _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted, masked):
     """The dense input-channel loop: one per concatenated part (its own sampler, no per-fetch part selection).
 
     With w_size, the (width, height) of an unfolded weight texture, texture coordinates are floats with all but
     the slice step hoisted out (SwiftShader's JIT moves no invariant integer division or conversion out of a loop)
-    and the slice origin steps along the cols x rows grid by adds. Folded weights (None; see _weight_texel) are
-    fetched by integer texel coordinates."""
+    and the slice origin steps along the cols x rows grid by adds. A part of few slices (times kernel columns) is
+    unrolled instead: each slice's texel and weight columns are then constants (on SwiftShader MobileNetV2 ran 4-5%
+    faster, its 1x1 convs over 16-32 channels most; unrolling longer loops, or a grid row at a time, was slower).
+    Folded weights (None; see _weight_texel) are fetched by integer texel coordinates. `masked` multiplies the
+    weights (zeroing rows outside the input)."""
     hoisted = w_size is not None
     if hoisted:
         w_width, w_height = w_size
@@ -368,39 +378,58 @@ def _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted)
         inner = f"    int wy = t * {kk} + ky * {kw};\n"
     offset = 0
     for k, part in enumerate(x.parts):
+        # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
+        lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
+
+        def step(weight_column, xv, indent="      "):
+            """One input slice: its weights (weight_column(i, kx): GLSL fetching lane i's column), then each input
+            column (xv(u)) times the taps that read it."""
+            code = ""
+            for kx in range(kw):
+                columns = [weight_column(i, kx) if i < lanes else "vec4(0.0)" for i in range(4)]
+                code += (f"{indent}mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n"
+                         f"{indent}  {columns[2]}, {columns[3]}){masked};\n")
+            for u in cols:
+                code += f"{indent}{{ vec4 xv = {xv(u)};\n" + _accumulate(taps, u, indent + "  ") + f"{indent}}}\n"
+            return code
+
         if hoisted:
             inv, r = inv_size(part), row_token(part)
             inner += f"    {{ float sv = (float(iy{r}) + 0.5) * {inv}.y;\n"
+        if hoisted and part.slices * kw <= UNROLL_SLICES:
+            for c in range(part.slices):
+                col, row = c % part.cols, c // part.cols
+                su = f"{part.texel_width * col}.0 * {inv}.x" if col else ""
+                sv = f"sv + {part.height * row}.0 * {inv}.y" if row else "sv"
+                inner += "    {\n" + step(
+                    lambda i, kx, c=c: f"texture(u_w, vec2({float_literal((4 * (offset + c) + i + 0.5) / w_width)}, "
+                                       f"wv{kx}))",
+                    lambda u, su=su, sv=sv: fetch_hoisted(k, part, u, su, sv)) + "    }\n"
+            inner += "    }\n"
+            offset += part.slices
+            continue
+        if hoisted:
             if part.cols > 1:
                 inner += "    float su = 0.0;\n"
             inner += (f"    for (int c = 0; c < {part.slices}; ++c) {{\n"
                       f"      float wu = float(c) * {float_literal(4.0 / w_width)};\n")
+            inner += step(lambda i, kx: f"texture(u_w, vec2(wu + {float_literal((4 * offset + i + 0.5) / w_width)}, "
+                                        f"wv{kx}))",
+                          lambda u: fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv"))
+            if part.cols == 1:
+                inner += f"      sv += {part.height}.0 * {inv}.y;\n"
+            else:
+                inner += (f"      su += {part.texel_width}.0 * {inv}.x;\n"
+                          f"      if (su > {part.cols - 0.5} * {part.texel_width}.0 * {inv}.x) "
+                          f"{{ su = 0.0; sv += {part.height}.0 * {inv}.y; }}\n")
         else:
             ox, oy = origin(part, "c")
             inner += (f"    {{ for (int c = 0; c < {part.slices}; ++c) {{\n"
                       f"      int wx = 4 * (c + {offset}); int sy = {oy};\n")
             if ox:
                 inner += f"      int sx = {ox[:-3]};\n"
-        # A one-slice last part of fewer than 4 channels (an RGB image): skip the all-zero weight columns.
-        lanes = x.channels % 4 if k == len(x.parts) - 1 and part.slices == 1 and x.channels % 4 else 4
-        for kx in range(kw):
-            if hoisted:
-                columns = [f"texture(u_w, vec2(wu + {float_literal((4 * offset + i + 0.5) / w_width)}, wv{kx}))"
-                           for i in range(4)]
-            else:
-                columns = [wt(f"wx + {i}", f"wy + {kx}") for i in range(4)]
-            columns = [c if i < lanes else "vec4(0.0)" for i, c in enumerate(columns)]
-            inner += f"      mat4 w{kx} = mat4({columns[0]}, {columns[1]},\n        {columns[2]}, {columns[3]});\n"
-        for u in cols:
-            xv = (fetch_hoisted(k, part, u, "su" if part.cols > 1 else "", "sv") if hoisted
-                  else fetch(k, part, u, "sx + " if ox else "", "sy"))
-            inner += f"      {{ vec4 xv = {xv};\n" + _accumulate(taps, u, "        ") + "      }\n"
-        if hoisted and part.cols == 1:
-            inner += f"      sv += {part.height}.0 * {inv}.y;\n"
-        elif hoisted:
-            inner += (f"      su += {part.texel_width}.0 * {inv}.x;\n"
-                      f"      if (su > {part.cols - 0.5} * {part.texel_width}.0 * {inv}.x) "
-                      f"{{ su = 0.0; sv += {part.height}.0 * {inv}.y; }}\n")
+            inner += step(lambda i, kx: wt(f"wx + {i}", f"wy + {kx}"),
+                          lambda u: fetch(k, part, u, "sx + " if ox else "", "sy"))
         inner += "    }}\n"
         offset += part.slices
     return inner
@@ -426,6 +455,7 @@ def _plain_pointwise(g, node) -> bool:
             and (len(node.inputs) < 3 or not node.inputs[2] or g.const(node.inputs[2]) is not None))
 
 
+UNROLL_SLICES = 8      # a dense conv part of at most this many slices x kernel columns is unrolled
 MAX_FUSED_SLICES = 8   # accumulators of the first conv: P x this many vec4 registers
 
 
