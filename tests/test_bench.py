@@ -60,6 +60,8 @@ def test_bench_writes_json_table_and_plot(report):
     assert (out / "tiny-frames.png").stat().st_size > 1000
     assert set(net["speed"]) == {"ort-native"}
     assert data["rounds"] == 2 and all(r.get("rounds", 2) == 2 for r in net["results"])
+    by_round = {r["system"]: r.get("latency_p50_by_round_ms") for r in net["results"]}
+    assert len(by_round["webcnn-throughput"]) == 2 and all(v > 0 for v in by_round["webcnn-throughput"])
 
 
 def test_every_system_reports_every_field(report):
@@ -98,3 +100,17 @@ def test_bench_input_is_deterministic():
     assert a.dtype == np.float32 and a.shape == (1, 3, 4, 5)
     np.testing.assert_array_equal(a, bench_input((1, 3, 4, 5)))
     assert a.reshape(-1)[1] == np.float32(np.sin(0.37))
+
+
+def test_speed_ratios_round_by_round():
+    from webcnn.bench import speed_ratios
+    results = [
+        {"system": "webcnn-throughput", "latency_p50_ms": 100.0, "latency_p50_by_round_ms": [96.0, 104.0]},
+        {"system": "tfjs-webgl", "latency_p50_ms": 320.0, "latency_p50_by_round_ms": [330.0, 310.0]},
+        {"system": "ort-native", "latency_p50_ms": 5.0, "latency_p50_by_round_ms": [5.0]},   # runs once
+    ]
+    speed = speed_ratios(results)
+    assert speed["tfjs-webgl"]["ratio"] == pytest.approx(100 / 320, rel=1e-12)
+    assert speed["tfjs-webgl"]["ratio_by_round"] == pytest.approx([96 / 330, 104 / 310], rel=1e-12)
+    assert speed["ort-native"]["ratio"] == pytest.approx(20.0, rel=1e-12)
+    assert "ratio_by_round" not in speed["ort-native"]

@@ -241,6 +241,7 @@ def summarise(raws, reference: np.ndarray | None) -> dict:
         "probe_p50_ms": _pct(probes, 50), "probe_p99_ms": _pct(probes, 99),
         "probe_max_ms": float(probes.max()) if len(probes) else None,
         "inferences": int(len(lat)), "latency_p50_ms": _pct(lat, 50), "latency_p90_ms": _pct(lat, 90),
+        "latency_p50_by_round_ms": [_pct(np.asarray(w["lat"], dtype=float), 50) for w in ws],
         "throughput_per_s": len(lat) / window_s if window_s > 0 and len(lat) else 0.0,
         "first_result_ms": ws[0]["first_ms"] if raw["system"] != "idle" else None,
         "window_s": window_s, "note": "; ".join(r["note"] for r in raws if r.get("note")) or None,
@@ -265,8 +266,17 @@ def speed_ratios(results: list[dict]) -> dict:
     ours = by.get("webcnn-throughput")
     if not ours:
         return {}
-    return {name: {"latency_ms": by[name]["latency_p50_ms"], "ratio": ours["latency_p50_ms"] / by[name]["latency_p50_ms"]}
-            for name in ("tfjs-webgl", "ort-wasm", "ort-wasm-proxy", "ort-webgpu", "ort-native") if name in by}
+    out = {}
+    for name in ("tfjs-webgl", "ort-wasm", "ort-wasm-proxy", "ort-webgpu", "ort-native"):
+        if name not in by:
+            continue
+        out[name] = {"latency_ms": by[name]["latency_p50_ms"], "ratio": ours["latency_p50_ms"] / by[name]["latency_p50_ms"]}
+        # Round by round (the systems' windows of one round are neighbours in time): how far the machine's drift
+        # moves the ratio within one run.
+        mine, theirs = ours.get("latency_p50_by_round_ms") or [], by[name].get("latency_p50_by_round_ms") or []
+        if len(mine) > 1 and len(mine) == len(theirs) and all(mine) and all(theirs):
+            out[name]["ratio_by_round"] = [a / b for a, b in zip(mine, theirs)]
+    return out
 
 
 def ort_native(info: dict, seconds: float, min_inferences: int, max_seconds: float) -> dict:
@@ -356,7 +366,9 @@ def markdown(network: str, results: list[dict], info: dict) -> str:
         for name, v in speed.items():
             target = f" (issue 6 target <= 0.33x: {'met' if v['ratio'] <= 1 / 3 else 'MISSED'})" \
                 if name == "tfjs-webgl" else ""
-            lines.append(f"- vs {name} ({_ms(v['latency_ms'])} ms): {v['ratio']:.2f}x{target}")
+            rounds = f" (round by round: {', '.join(f'{r:.2f}x' for r in v['ratio_by_round'])})" \
+                if v.get("ratio_by_round") else ""
+            lines.append(f"- vs {name} ({_ms(v['latency_ms'])} ms): {v['ratio']:.2f}x{rounds}{target}")
     notes = [f"- {r['system']}: {r['note']}" for r in results if r.get("note")]
     if notes:
         lines += ["", "Notes:"] + notes
