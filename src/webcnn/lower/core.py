@@ -233,8 +233,8 @@ def render(functions: list[str], samplers: list, body: str, out: Storage, channe
     P = out.phases
     tw = out.texel_width
     decode = f"  int py = p.y - @Y{out.id}@;\n"
-    # x0q: the fragment's texel column in its slice (x0 = x0q * P). Two divisions: SwiftShader runs integer
-    # division lane by lane.
+    # x0q: the fragment's texel column in its slice (x0 = x0q * P). Divisions by constants: the JIT turns them into
+    # multiplies (a float product or a shift in their place measured 2% slower), unlike divisions by variables.
     if out.cols == 1:
         decode += f"  int t = py / {out.height}; int oy = py - t * {out.height}; int x0q = p.x; int x0 = x0q * {P};\n"
     else:
