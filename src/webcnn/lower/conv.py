@@ -230,7 +230,7 @@ def _phased_body(x, out, weight, group, init, kernel, strides, dilations, pads, 
     # depthwise convs), and a 1x1 conv of 24 channels a quarter of its time (rows that cannot fall outside get
     # neither); over a long channel loop the branch is cheaper than masking every weight (zoo U-Net 2%).
     row_check = not transposed and (pt > 0 or (out.height - 1) * sy - pt + (kh - 1) * dy >= x.height)
-    row_mask = row_check and (depthwise or all(part.slices * kw <= UNROLL_SLICES for part in x.parts))
+    row_mask = row_check and (depthwise or all(_unrolled(part, kw) for part in x.parts))
     masked = " * ry" if row_mask else ""
     # Mask (and clamp) only the columns that a fragment holding a real output pixel can read outside the row: the
     # padding columns at either end (every column of a transposed conv).
@@ -396,7 +396,7 @@ def _dense_loop(x, kk, kw, cols, taps, wt, w_size, origin, fetch, fetch_hoisted,
         if hoisted:
             inv, r = inv_size(part), row_token(part)
             inner += f"    {{ float sv = (float(iy{r}) + 0.5) * {inv}.y;\n"
-        if hoisted and part.slices * kw <= UNROLL_SLICES:
+        if hoisted and _unrolled(part, kw):
             for c in range(part.slices):
                 col, row = c % part.cols, c // part.cols
                 su = f"{part.texel_width * col}.0 * {inv}.x" if col else ""
@@ -456,6 +456,14 @@ def _plain_pointwise(g, node) -> bool:
 
 
 UNROLL_SLICES = 8      # a dense conv part of at most this many slices x kernel columns is unrolled
+
+
+def _unrolled(part, kw: int) -> bool:
+    """Whether _dense_loop unrolls this input part's channel loop (with unfolded weights): its rows are then short
+    enough that _phased_body masks rows outside the input rather than branching around them."""
+    return part.slices * kw <= UNROLL_SLICES
+
+
 MAX_FUSED_SLICES = 8   # accumulators of the first conv: P x this many vec4 registers
 
 
